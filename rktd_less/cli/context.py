@@ -1,0 +1,32 @@
+"""What every verb gets: the parsed global flags and the output helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from ..config import ConfigDirs, Insecure
+from ..errors import PermissionDenied
+from ..paths import Paths
+
+
+@dataclass(frozen=True)
+class Context:
+    verb: str
+    paths: Paths
+    config: ConfigDirs
+    insecure: Insecure
+    debug: bool
+    trust_keys_from_https: bool
+
+    def out(self, line: str) -> None:
+        print(line, flush=True)
+
+    def err(self, line: str) -> None:
+        print(f"{self.verb}: {line}", file=sys.stderr, flush=True)
+
+    def require_root(self) -> None:
+        if os.geteuid() != 0:
+            raise PermissionDenied("cannot run as unprivileged user",
+                                   hint=f"run `rkt {self.verb}` as root")

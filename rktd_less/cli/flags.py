@@ -1,0 +1,95 @@
+"""A small cobra/pflag-compatible flag parser: ``--name=value``, ``--name value``, bool flags
+as ``--name`` or ``--name=true|false``, repeated flags for lists, ``--`` ends flags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from ..errors import UsageError
+
+
+class Kind(Enum):
+    BOOL = "bool"
+    STR = "string"
+    LIST = "list"  # repeated and/or comma-separated
+    OPTSTR = "optional string"  # --wait or --wait=5s
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: Kind
+    default: Any = None
+    help: str = ""
+    no_opt: str = "true"  # value of an OPTSTR flag given without '='
+
+
+def parse_bool(name: str, text: str) -> bool:
+    t = text.lower()
+    if t in ("1", "t", "true"):
+        return True
+    if t in ("0", "f", "false"):
+        return False
+    raise UsageError(f'invalid argument "{text}" for "--{name}" flag: expected true or false')
+
+
+def defaults(spec: Mapping[str, Flag]) -> dict[str, Any]:
+    return {k: (list(f.default) if f.kind == Kind.LIST else f.default)
+            for k, f in spec.items()}
+
+
+def take_flag(spec: Mapping[str, Flag], args: Sequence[str], i: int,
+              values: dict[str, Any]) -> int | None:
+    """Parse the flag at ``args[i]`` into ``values``; return the next index, or None if
+    ``args[i]`` is not a flag of ``spec``."""
+    a = args[i]
+    if not a.startswith("--") or a == "--":
+        return None
+    name, eq, val = a[2:].partition("=")
+    f = spec.get(name)
+    if f is None:
+        return None
+    if f.kind == Kind.BOOL:
+        values[name] = parse_bool(name, val) if eq else True
+        return i + 1
+    if f.kind == Kind.OPTSTR:
+        values[name] = val if eq else f.no_opt
+        return i + 1
+    if not eq:
+        if i + 1 >= len(args):
+            raise UsageError(f"flag needs an argument: --{name}")
+        val = args[i + 1]
+        i += 1
+    if f.kind == Kind.LIST:
+        values[name].extend(v for v in val.split(",") if v)
+    else:
+        values[name] = val
+    return i + 1
+
+
+def parse(spec: Mapping[str, Flag], args: Sequence[str],
+          interspersed: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """Flags anywhere (or only before the first positional if not ``interspersed``)."""
+    values = defaults(spec)
+    pos: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            pos.extend(args[i + 1:])
+            break
+        nxt = take_flag(spec, args, i, values)
+        if nxt is not None:
+            i = nxt
+            continue
+        if a.startswith("--") and len(a) > 2:
+            raise UsageError(f"unknown flag: {a.split('=', 1)[0]}",
+                             hint="see `rkt help` for the flags")
+        pos.append(a)
+        i += 1
+        if not interspersed:
+            pos.extend(args[i:])
+            break
+    return values, pos

@@ -1,0 +1,126 @@
+"""rkt run: prepare a pod from images and run it in the foreground."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..fetch.resolve import resolve_image
+from ..pod import launch, poddir
+from ..pod.prepare import PodPlan, ResolvedApp, pod_manifest, stage1_entrypoint, write_pod_dir
+from ..stage1.image import ensure_default
+from .context import Context
+from .flags import Flag, Kind
+from .run_args import parse_run
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+RAW_ARGS = True
+SHORT = "Run image(s) in a pod in rkt"
+USAGE = """Usage:
+  rkt run [pod flags] IMAGE [per-app flags] [-- image-args... [---]] ...
+
+Pod flags (before the first image):
+      --net=host|none            network of the pod (default host)
+      --interactive              run the pod interactively (one image only)
+      --hostname=NAME            pod hostname (default rkt-<uuid>)
+      --pull-policy=new|never|update
+      --uuid-file-save=FILE      write the pod UUID to FILE
+Per-app flags (after an image): --name --exec --user --group --working-dir --environment
+      --readonly-rootfs --signature
+"""
+FLAGS: dict[str, Flag] = {
+    "net": Flag(Kind.STR, "host", "pod network", no_opt="default"),
+    "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
+    "hostname": Flag(Kind.STR, "", "pod hostname"),
+    "pull-policy": Flag(Kind.STR, "new", "never, new or update"),
+    "uuid-file-save": Flag(Kind.STR, "", "write out pod UUID to specified file"),
+}
+
+
+def _check(values: dict[str, Any], n_apps: int) -> None:
+    if values["pull-policy"] not in ("never", "new", "update"):
+        raise UsageError(f'invalid pull policy "{values["pull-policy"]}"',
+                         hint="use one of never, new, update")
+    if values["net"] not in ("host", "none"):
+        raise UsageError(f'network "{values["net"]}" is not available yet',
+                         hint="use --net=host or --net=none")
+    if values["interactive"] and n_apps != 1:
+        raise UsageError("interactive option only supports one image")
+
+
+def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedApp],
+                store: Store) -> tuple[poddir.Embryo, Path]:
+    """Render everything first, then make the pod dir; on failure leave nothing behind."""
+    stage1_key = ensure_default(store, ctx.paths.cas_tmp)
+    stage1_tree = store.render(stage1_key)
+    manifest = pod_manifest(PodPlan(apps=tuple(plan_apps)))
+    trees = {}
+    for ra, r in zip(manifest["apps"], plan_apps, strict=True):
+        trees[ra["name"]] = (store.render(r.key), store.manifest_bytes(r.key))
+    s1_manifest = store.manifest_bytes(stage1_key)
+    entry = stage1_entrypoint(json.loads(s1_manifest), "run")
+    if entry is None:
+        raise UsageError("stage1 image has no run entrypoint")
+    embryo = poddir.Embryo(ctx.paths)
+    try:
+        write_pod_dir(embryo.path, manifest, trees, stage1_tree, s1_manifest)
+    except BaseException:
+        shutil.rmtree(embryo.path, ignore_errors=True)
+        embryo.close()
+        raise
+    entrypoint = ctx.paths.tree(stage1_tree) / "rootfs" / entry.lstrip("/")
+    return embryo, entrypoint
+
+
+def main_raw(args: list[str], spec: dict[str, Flag],
+             make_ctx: Callable[[dict[str, Any]], Context]) -> int:
+    parsed = parse_run(spec, args)
+    ctx = make_ctx(parsed.pod)
+    values = parsed.pod
+    _check(values, len(parsed.apps))
+    ctx.require_root()
+    from ..store import Store
+
+    store = Store(ctx.paths)
+    resolved = []
+    for req in parsed.apps:
+        key = resolve_image(store, req.image, ctx.insecure, values["pull-policy"], None)
+        resolved.append(ResolvedApp(request=req, key=key,
+                                    manifest=json.loads(store.manifest_bytes(key))))
+    embryo, entrypoint = prepare_pod(ctx, values, resolved, store)
+    try:
+        path = embryo.move("run")
+        poddir.share_lock_for_run(embryo.fd, path)
+    except BaseException:
+        shutil.rmtree(embryo.path, ignore_errors=True)
+        embryo.close()
+        raise
+    if values["uuid-file-save"]:
+        Path(values["uuid-file-save"]).write_text(embryo.uuid)
+    lx = launch.Launch(
+        uuid=embryo.uuid, poddir=path, entrypoint=entrypoint,
+        args=launch.stage1_run_args(embryo.uuid, debug=ctx.debug, net=values["net"],
+                                    interactive=values["interactive"],
+                                    hostname=values["hostname"] or None))
+    mode = launch.choose_mode()
+    if ctx.debug:
+        ctx.err(f"pod {embryo.uuid}: launching in mode {mode}")
+    if mode == launch.Mode.UNIT:
+        return launch.run_in_unit(lx, embryo.fd)
+    if mode == launch.Mode.NO_SYSTEMD:
+        ctx.err("systemd is not running here: the pod runs without machinectl/journalctl "
+                "integration")
+    sys.stdout.flush()
+    launch.exec_stage1(lx, embryo.fd, ctx.debug)
+    return 254  # not reached
+
+
+def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
+    raise NotImplementedError  # run parses raw arguments (RAW_ARGS)

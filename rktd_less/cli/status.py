@@ -1,0 +1,98 @@
+"""rkt status: key=value lines of one pod (rkt/status.go)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import UsageError
+from ..pod import poddir
+from ..pod.info import pod_info
+from ..pod.state import PodState, is_exited
+from .context import Context
+from .flags import Flag, Kind
+from .list_ import to_json
+from .output import dump_json, full_time
+
+SHORT = "Check the status of a rkt pod"
+USAGE = "Usage:\n  rkt status [--wait[=DURATION]] [--format=json|json-pretty] UUID"
+FLAGS: dict[str, Flag] = {
+    "wait": Flag(Kind.OPTSTR, "false", "wait for the pod to exit (true, false or a duration)"),
+    "format": Flag(Kind.STR, "", "choose the output format: json, json-pretty"),
+    "uuid-file": Flag(Kind.STR, "", "read pod UUID from file instead of argument"),
+}
+
+
+def parse_duration(text: str) -> float:
+    """Go durations: 300ms, 10s, 1.5h, 2h45m."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    t = text.strip()
+    if t in ("0", ""):
+        return 0.0
+    total, num = 0.0, ""
+    i = 0
+    while i < len(t):
+        c = t[i]
+        if c.isdigit() or c == ".":
+            num += c
+            i += 1
+            continue
+        unit = next((u for u in ("ns", "us", "µs", "ms", "s", "m", "h") if t.startswith(u, i)),
+                    None)
+        if unit is None or not num:
+            raise UsageError(f'invalid duration "{text}"', hint="e.g. 10s, 5m, 1h30m")
+        total += float(num) * units[unit]
+        num = ""
+        i += len(unit)
+    if num:
+        raise UsageError(f'invalid duration "{text}": missing unit', hint="e.g. 10s, 5m")
+    return total
+
+
+def uuid_arg(values: dict[str, Any], args: list[str]) -> str:
+    if values.get("uuid-file"):
+        if args:
+            raise UsageError("pass either a UUID or --uuid-file, not both")
+        from pathlib import Path
+
+        try:
+            return Path(values["uuid-file"]).read_text().strip()
+        except OSError as e:
+            raise UsageError(f'unable to read UUID from file "{values["uuid-file"]}": '
+                             f"{e.strerror}") from e
+    if len(args) != 1:
+        raise UsageError("expected exactly one pod UUID")
+    return args[0]
+
+
+def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
+    ref = poddir.resolve(ctx.paths, uuid_arg(values, args))
+    wait = values["wait"]
+    if wait not in ("false", ""):
+        deadline = None if wait == "true" else time.monotonic() + parse_duration(wait)
+        while True:
+            cur = poddir.find(ctx.paths, ref.uuid)
+            if cur is None or is_exited(cur.state()) or cur.state() == PodState.GARBAGE:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise UsageError(f'pod "{ref.uuid}" did not exit within {wait}')
+            time.sleep(0.1)
+        ref = cur or ref
+    info = pod_info(ref)
+    if values["format"]:
+        ctx.out(dump_json(to_json(info), values["format"]))
+        return 0
+    lines = [f"state={info.state}"]
+    if info.created:
+        lines.append(f"created={full_time(info.created)}")
+    if info.started:
+        lines.append(f"started={full_time(info.started)}")
+    if info.pid is not None:
+        lines.append(f"pid={info.pid}")
+    lines.append(f"exited={'true' if is_exited(info.state) else 'false'}")
+    if info.state != PodState.RUNNING:
+        for a in info.apps:
+            if a.exit_code is not None:
+                lines.append(f"app-{a.name}={a.exit_code}")
+    ctx.out("\n".join(lines))
+    return 0

@@ -1,0 +1,73 @@
+"""The exception tree. Library code raises these; only ``cli/`` prints them.
+
+    RktError                 any error a user can cause or meet; exit 254
+    ├── UsageError           bad flags or arguments
+    ├── PermissionDenied     needs root or group membership
+    ├── NotFound             unknown image, pod, file
+    ├── Ambiguous            a prefix matching several images or pods
+    ├── ManifestError        an image or pod manifest that does not validate
+    ├── ImageError           an unreadable, corrupt or unsafe image archive
+    ├── StoreError           the image store cannot do what was asked
+    ├── PodError             a pod in the wrong state for the request
+    ├── Stage1Error          the stage1 image or its entrypoints
+    └── SystemdError         systemd / machined refused or failed a request
+
+Each error has a one-line message and an optional hint (the fix), printed as
+``<verb>: <message>`` and, when present, ``<verb>: hint: <hint>``.
+"""
+
+from __future__ import annotations
+
+
+class RktError(Exception):
+    """Base of every error the CLI turns into a one-line message and exit 254."""
+
+    exit_code = 254
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(RktError):
+    pass
+
+
+class PermissionDenied(RktError):
+    pass
+
+
+class NotFound(RktError):
+    pass
+
+
+class Ambiguous(RktError):
+    pass
+
+
+class ManifestError(RktError):
+    pass
+
+
+class ImageError(RktError):
+    pass
+
+
+class StoreError(RktError):
+    pass
+
+
+class PodError(RktError):
+    pass
+
+
+class Stage1Error(RktError):
+    pass
+
+
+class SystemdError(RktError):
+    pass

@@ -1,0 +1,76 @@
+"""Mount-namespace and mount(2) calls (through libc, no helper processes)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+from ..errors import RktError
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise RktError(f"{what}: {os.strerror(err)}")
+
+
+def _b(p: str | os.PathLike[str] | None) -> bytes | None:
+    return None if p is None else os.fsencode(p)
+
+
+def unshare_mounts() -> None:
+    """A private mount namespace whose mounts never reach the host, receiving host mounts."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "make / rslave")
+
+
+def mount(source: str, target: str | os.PathLike[str], fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    rc = _libc.mount(_b(source), _b(target), _b(fstype), flags, data.encode() if data else None)
+    _check(rc, f"mount {fstype or 'bind'} on {target}")
+
+
+def bind(source: str | os.PathLike[str], target: str | os.PathLike[str], *,
+         recursive: bool = True, readonly: bool = False) -> None:
+    flags = MS_BIND | (MS_REC if recursive else 0)
+    mount(os.fspath(source), target, None, flags)
+    if readonly:
+        mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
+
+
+def overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> None:
+    """Mount an overlay. ``lower`` is listed top-most first, as overlayfs expects."""
+    for p in (upper, work, target):
+        p.mkdir(parents=True, exist_ok=True)
+    opts = "lowerdir={},upperdir={},workdir={}".format(
+        ":".join(_escape(str(p)) for p in lower), _escape(str(upper)), _escape(str(work)))
+    mount("overlay", target, "overlay", 0, opts)
+
+
+def _escape(p: str) -> str:
+    # overlayfs splits options on ',' and lowerdir on ':'; both can be backslash-escaped.
+    return p.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def umount(target: str | os.PathLike[str], lazy: bool = False) -> None:
+    _check(_libc.umount2(_b(target), MNT_DETACH if lazy else 0), f"unmount {target}")

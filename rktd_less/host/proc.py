@@ -1,0 +1,68 @@
+"""One door for processes: argv lists in, no shell, a clean environment, logged under --debug."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from ..errors import RktError
+
+log = logging.getLogger("rktd_less.host")
+
+# The environment children get unless the caller passes one: nothing inherited but a sane PATH
+# and locale, so a user's environment cannot change what a helper tool does.
+_BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LC_ALL": "C.UTF-8",
+}
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(_BASE_ENV)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+    capture: bool = True,
+    input: bytes | None = None,
+    what: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` to completion. On failure (``check``) raise RktError with the tool's stderr.
+
+    ``what`` names the action for the error message ("extract image", ...).
+    """
+    log.debug("exec: %s", shlex.join(argv))
+    try:
+        cp = subprocess.run(
+            list(argv),
+            env=dict(env) if env is not None else clean_env(),
+            cwd=cwd,
+            input=input,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise RktError(f"cannot run {argv[0]}: not found",
+                       hint="install the package that provides it") from e
+    if check and cp.returncode != 0:
+        err = (cp.stderr or b"").decode(errors="replace").strip().splitlines()
+        detail = err[-1] if err else f"exit status {cp.returncode}"
+        raise RktError(f"{what or argv[0]} failed: {detail}")
+    return cp
+
+
+def exec_(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Replace this process (stage0 → stage1, stage1 → nspawn). Never returns."""
+    log.debug("exec (replacing process): %s", shlex.join(argv))
+    os.execve(argv[0], list(argv), dict(env))

@@ -1,0 +1,69 @@
+"""Image IDs, pod UUIDs, and the unit and machine names derived from them."""
+
+from __future__ import annotations
+
+import re
+import uuid as _uuid
+
+from .errors import UsageError
+
+HASH_PREFIX = "sha512-"
+KEY_HEX = 64  # store key: first half of the sha512 hex digest (rkt lenHashKey)
+FETCH_HEX = 32  # what `rkt fetch` prints (types.ShortHash)
+SHORT_HEX = 12  # what `rkt image list` / `rkt list --full` print
+
+_HEX = re.compile(r"^[0-9a-f]*$")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def key_from_digest(hexdigest: str) -> str:
+    """Store key of an image from the full sha512 hex digest of its uncompressed tar."""
+    return HASH_PREFIX + hexdigest[:KEY_HEX]
+
+
+def fetch_id(key: str) -> str:
+    return key[: len(HASH_PREFIX) + FETCH_HEX]
+
+
+def short_id(key: str) -> str:
+    return key[: len(HASH_PREFIX) + SHORT_HEX]
+
+
+def looks_like_image_id(text: str) -> bool:
+    """True for ``sha512-`` followed by at least two lowercase hex digits (rkt's minimum)."""
+    if not text.startswith(HASH_PREFIX):
+        return False
+    rest = text[len(HASH_PREFIX) :]
+    return 2 <= len(rest) <= 128 and bool(_HEX.match(rest))
+
+
+def normalize_image_id_prefix(text: str) -> str:
+    """Lower-case and validate an image ID prefix; a full 128-hex ID is cut to the key length."""
+    t = text.strip().lower()
+    if not looks_like_image_id(t):
+        raise UsageError(
+            f"invalid image ID {text!r}",
+            hint="an image ID looks like sha512-<hex>, at least sha512-xx",
+        )
+    return t[: len(HASH_PREFIX) + KEY_HEX]
+
+
+def new_pod_uuid() -> str:
+    return str(_uuid.uuid4())
+
+
+def is_full_uuid(text: str) -> bool:
+    return bool(_UUID_RE.match(text))
+
+
+def machine_name(uuid: str) -> str:
+    return f"rkt-{uuid}"
+
+
+def unit_name(uuid: str) -> str:
+    return f"rkt-{uuid}.service"
+
+
+def machine_id(uuid: str) -> str:
+    """The pod's /etc/machine-id: the UUID without dashes (rkt)."""
+    return uuid.replace("-", "")

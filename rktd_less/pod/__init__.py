@@ -1,0 +1,1 @@
+"""Pod directories: rkt's phase directories, flock-based states, prepare, list/status and gc."""

@@ -1,0 +1,114 @@
+"""What `rkt list` and `rkt status` show of a pod, read from its directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .poddir import PodRef
+from .state import PodState
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    name: str
+    image_name: str  # name[:version]
+    image_id: str
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    uuid: str
+    state: PodState
+    apps: tuple[AppInfo, ...]
+    created: float | None
+    started: float | None
+    pid: int | None
+    manifest: dict[str, Any] | None
+
+
+def _mtime(p: Path) -> float | None:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _read(p: Path) -> str | None:
+    try:
+        return p.read_text()
+    except OSError:
+        return None
+
+
+def status_dir(poddir: Path) -> Path | None:
+    tree = _read(poddir / "stage1TreeStoreID")
+    if tree is None:
+        return None
+    return poddir / "overlay" / tree.strip() / "upper" / "rkt" / "status"
+
+
+def app_exit_code(poddir: Path, app: str) -> int | None:
+    d = status_dir(poddir)
+    if d is None:
+        return None
+    text = _read(d / app)
+    if text is None or not text.strip().lstrip("-").isdigit():
+        return None
+    return int(text.strip())
+
+
+def pod_pid(poddir: Path) -> int | None:
+    """The pod's init: the only child of the process named in ``ppid`` (nspawn)."""
+    text = _read(poddir / "ppid") or _read(poddir / "pid")
+    if text is None or not text.strip().isdigit():
+        return None
+    ppid = int(text.strip())
+    if (poddir / "pid").exists():
+        return ppid
+    children = _read(Path(f"/proc/{ppid}/task/{ppid}/children"))
+    if not children or not children.split():
+        return None
+    return int(children.split()[0])
+
+
+def _display(img: dict[str, Any]) -> str:
+    name = str(img.get("name") or "")
+    version = next((lb.get("value") for lb in img.get("labels", [])
+                    if lb.get("name") == "version"), None)
+    return name + (f":{version}" if version else "")
+
+
+def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
+    st = state if state is not None else ref.state()
+    text = _read(ref.path / "pod")
+    manifest: dict[str, Any] | None
+    try:
+        manifest = json.loads(text) if text is not None else None
+    except ValueError:
+        manifest = None
+    apps = []
+    for ra in (manifest or {}).get("apps", []):
+        img = ra.get("image", {})
+        apps.append(AppInfo(name=ra.get("name", ""), image_name=_display(img) or "--",
+                            image_id=str(img.get("id", "")),
+                            exit_code=app_exit_code(ref.path, ra.get("name", ""))))
+    started = _mtime(ref.path / "ppid") or _mtime(ref.path / "pid")
+    pid = pod_pid(ref.path) if st == PodState.RUNNING else None
+    return PodInfo(uuid=ref.uuid, state=st, apps=tuple(apps),
+                   created=_mtime(ref.path / "pod-created"), started=started, pid=pid,
+                   manifest=manifest)
+
+
+def pod_exit_code(info: PodInfo) -> int:
+    """rkt: the pod's status is the first failing app's code, else 0."""
+    for a in info.apps:
+        if a.exit_code:
+            return a.exit_code
+    return 0
+
+
+__all__ = ["AppInfo", "PodInfo", "pod_info"]

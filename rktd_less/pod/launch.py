@@ -1,0 +1,152 @@
+"""stage0 → stage1: start the pod's run entrypoint as a transient systemd unit, or exec it.
+
+Three ways, picked by :func:`choose_mode`:
+- ``unit``: systemd is reachable and we are not a service's main process → start
+  ``rkt-<uuid>.service`` in ``machine.slice`` over D-Bus, hand it our stdio, wait, and return
+  the pod's exit status (foreground ``rkt run``).
+- ``keep-unit``: we are the main process of a service (``systemd-run rkt run``, a unit file's
+  ``ExecStart=rkt run``) → exec stage1 in place; nspawn ``--keep-unit`` makes that unit the pod.
+- ``no-systemd``: no systemd manager → exec stage1 in place, as rkt did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from ..errors import SystemdError
+from ..ids import unit_name
+
+
+class Mode(StrEnum):
+    UNIT = "unit"
+    KEEP_UNIT = "keep-unit"
+    NO_SYSTEMD = "no-systemd"
+
+
+@dataclass(frozen=True)
+class Launch:
+    uuid: str
+    poddir: Path
+    entrypoint: Path  # stage1 run entrypoint (absolute)
+    args: tuple[str, ...]  # stage1 run arguments, UUID last
+
+
+def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
+                    hostname: str | None) -> tuple[str, ...]:
+    """rkt's stage0 → stage1 run arguments (reference §2.1), in rkt's order."""
+    args = []
+    if debug:
+        args.append("--debug")
+    args.append(f"--net={net}")
+    if interactive:
+        args.append("--interactive")
+    if hostname:
+        args.append(f"--hostname={hostname}")
+    args.append(uuid)
+    return tuple(args)
+
+
+def unit_properties(launch: Launch, *, description: str, add_ref: bool,
+                    pass_stdio: bool) -> list[tuple[str, str, object]]:
+    """The transient unit of a pod (pure). (name, D-Bus signature, value)."""
+    argv = [str(launch.entrypoint), *launch.args]
+    props: list[tuple[str, str, object]] = [
+        ("Description", "s", description),
+        ("Slice", "s", "machine.slice"),
+        ("Delegate", "b", True),
+        ("Type", "s", "notify"),
+        ("NotifyAccess", "s", "all"),
+        ("KillMode", "s", "mixed"),
+        ("CollectMode", "s", "inactive-or-failed"),
+        ("WorkingDirectory", "s", str(launch.poddir)),
+        ("Environment", "as", ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"]),
+        ("ExecStart", "a(sasb)", [[argv[0], argv, False]]),
+    ]
+    if add_ref:
+        props.append(("AddRef", "b", True))
+    if pass_stdio:
+        # Values are indexes into the message's unix_fds list, not fd numbers.
+        props += [("StandardInputFileDescriptor", "h", 0),
+                  ("StandardOutputFileDescriptor", "h", 1),
+                  ("StandardErrorFileDescriptor", "h", 2)]
+    return props
+
+
+def _cgroup_unit() -> str | None:
+    try:
+        text = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        path = line.split(":", 2)[-1].rstrip("/")
+        last = path.rsplit("/", 1)[-1]
+        if last.endswith(".service"):
+            return last
+    return None
+
+
+def choose_mode() -> Mode:
+    from ..systemd import bus
+
+    if not bus.available():
+        return Mode.NO_SYSTEMD
+    unit = _cgroup_unit()
+    if unit is not None and os.getppid() == 1:
+        # Our parent is systemd and we sit in a service's cgroup: we are its main process.
+        return Mode.KEEP_UNIT
+    return Mode.UNIT
+
+
+def exec_stage1(launch: Launch, lock_fd: int, debug: bool) -> None:
+    """Replace this process with stage1, handing it the pod lock (rkt's RKT_LOCK_FD)."""
+    from ..host import proc
+
+    os.set_inheritable(lock_fd, True)
+    os.chdir(launch.poddir)
+    env = proc.clean_env({"RKT_LOCK_FD": str(lock_fd)})
+    proc.exec_([str(launch.entrypoint), *launch.args], env)
+
+
+def _exit_status(code: int, status: int) -> int:
+    # CLD_EXITED = 1; killed or dumped → 128 + signal, as a shell reports it
+    return status if code == 1 else 128 + status
+
+
+async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
+    from ..systemd.bus import Prop, Systemd
+
+    unit = unit_name(launch.uuid)
+    sd = await Systemd.connect()
+    try:
+        props = [Prop(n, s, v) for n, s, v in
+                 unit_properties(launch, description=f"rkt pod {launch.uuid}", add_ref=True,
+                                 pass_stdio=True)]
+        job = await sd.start_transient(unit, props, fds)
+        loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[str]] = []
+
+        def on_signal() -> None:
+            if not stopping:
+                stopping.append(loop.create_task(sd.stop_unit(unit)))
+
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(s, on_signal)
+        await job  # 'done' once the pod is up; anything else: it already ended
+        os.close(lock_fd)  # stage1 holds its own shared lock from here on
+        st = await sd.wait_inactive(unit)
+        if st is None:
+            raise SystemdError(f"unit {unit} disappeared",
+                               hint=f"see `journalctl -u {unit}`")
+        return _exit_status(st.exec_main_code, st.exec_main_status)
+    finally:
+        sd.close()
+
+
+def run_in_unit(launch: Launch, lock_fd: int) -> int:
+    return asyncio.run(_run_unit(launch, lock_fd, (0, 1, 2)))

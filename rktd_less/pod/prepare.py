@@ -1,0 +1,176 @@
+"""stage0 prepare: images → pod manifest, app trees and the stage1 tree in a new pod dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..ids import short_id
+
+STAGE1_ANN_PREFIX = "coreos.com/rkt/stage1/"
+
+
+@dataclass(frozen=True)
+class AppRequest:
+    """One image on the command line with its per-app flags (rkt's cli_apps)."""
+
+    image: str
+    name: str | None = None
+    exec_: str | None = None
+    args: tuple[str, ...] | None = None
+    user: str | None = None
+    group: str | None = None
+    working_dir: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    readonly_rootfs: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedApp:
+    request: AppRequest
+    key: str
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    apps: tuple[ResolvedApp, ...]
+    annotations: tuple[tuple[str, str], ...] = field(default=())
+
+
+def _image_name(manifest: dict[str, Any]) -> str:
+    return str(manifest.get("name", ""))
+
+
+def default_app_name(image_name: str) -> str:
+    """rkt: the last path component of the image name, made a valid AC Name."""
+    base = image_name.rstrip("/").rsplit("/", 1)[-1].lower()
+    out, prev_dash = [], True
+    for ch in base:
+        if ch.isascii() and ch.isalnum():
+            out.append(ch)
+            prev_dash = False
+        elif not prev_dash:
+            out.append("-")
+            prev_dash = True
+    name = "".join(out).strip("-")
+    return name or "app"
+
+
+def runtime_app(r: ResolvedApp) -> dict[str, Any]:
+    """The pod manifest entry of one app: the image's app with the command line's overrides."""
+    img_app: dict[str, Any] = dict(r.manifest.get("app") or {})
+    req = r.request
+    exec_: list[str] = list(img_app.get("exec") or [])
+    if req.exec_ is not None:
+        exec_ = [req.exec_]
+    if req.args is not None:
+        exec_ = exec_ + list(req.args)
+    if not exec_:
+        raise UsageError(f'image "{_image_name(r.manifest)}" has no app to run',
+                         hint="use --exec to name the program to run")
+    app: dict[str, Any] = dict(img_app)
+    app["exec"] = exec_
+    app.setdefault("user", "0")
+    app.setdefault("group", "0")
+    if req.user is not None:
+        app["user"] = req.user
+    if req.group is not None:
+        app["group"] = req.group
+    if req.working_dir is not None:
+        app["workingDirectory"] = req.working_dir
+    if req.environment:
+        env = {e["name"]: e["value"] for e in app.get("environment", [])}
+        env.update(dict(req.environment))
+        app["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+    return app
+
+
+def app_names(apps: Sequence[ResolvedApp]) -> list[str]:
+    names: list[str] = []
+    for r in apps:
+        n = r.request.name or default_app_name(_image_name(r.manifest))
+        if n in names:
+            raise UsageError(f'duplicate app name "{n}"',
+                             hint="give each app its own name with --name")
+        names.append(n)
+    return names
+
+
+def pod_manifest(plan: PodPlan) -> dict[str, Any]:
+    names = app_names(plan.apps)
+    apps = []
+    for name, r in zip(names, plan.apps, strict=True):
+        labels = [lb for lb in r.manifest.get("labels", [])]
+        apps.append({
+            "name": name,
+            "image": {"name": _image_name(r.manifest), "id": r.key, "labels": labels},
+            "app": runtime_app(r),
+            "readOnlyRootFS": r.request.readonly_rootfs,
+            "mounts": [],
+            "annotations": [],
+        })
+    annotations = [{"name": k, "value": v} for k, v in plan.annotations]
+    annotations.append({"name": "coreos.com/rkt/stage1/mutable", "value": "false"})
+    return {"acVersion": "0.8.11", "acKind": "PodManifest", "apps": apps, "volumes": [],
+            "isolators": [], "annotations": annotations, "ports": []}
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if isinstance(data, str):
+        data = data.encode()
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, tuple[str, bytes]],
+                  stage1_tree: str, stage1_manifest: bytes) -> None:
+    """Everything stage1 needs in the pod directory (rkt's layout, reference §2.2)."""
+    for name, (tree_id, img_manifest) in app_trees.items():
+        info = poddir / "appsinfo" / name
+        _write(info / "manifest", img_manifest)
+        _write(info / "treeStoreID", tree_id)
+        (poddir / "overlay" / tree_id / "upper").mkdir(parents=True, exist_ok=True)
+        (poddir / "overlay" / tree_id / "work").mkdir(parents=True, exist_ok=True)
+    _write(poddir / "stage1TreeStoreID", stage1_tree)
+    _write(poddir / "stage1" / "manifest", stage1_manifest)
+    (poddir / "stage1" / "rootfs").mkdir(parents=True, exist_ok=True)
+    s1ov = poddir / "overlay" / stage1_tree
+    # Status files are read from the stage1 overlay's upper dir (rkt touches rkt/status too).
+    (s1ov / "upper" / "rkt" / "status").mkdir(parents=True, exist_ok=True)
+    (s1ov / "work").mkdir(parents=True, exist_ok=True)
+    _write(poddir / "overlay-prepared", b"")
+    _write(poddir / "pod", json.dumps(manifest, indent=2))
+
+
+def stage1_entrypoint(stage1_manifest: dict[str, Any], which: str) -> str | None:
+    for a in stage1_manifest.get("annotations", []):
+        if a.get("name") == STAGE1_ANN_PREFIX + which:
+            return str(a.get("value"))
+    return None
+
+
+def image_label(manifest: dict[str, Any], label: str) -> str | None:
+    for lb in manifest.get("labels", []):
+        if lb.get("name") == label:
+            return str(lb.get("value"))
+    return None
+
+
+def display_name(manifest: dict[str, Any]) -> str:
+    """IMAGE NAME column: name[:version]."""
+    v = image_label(manifest, "version")
+    return _image_name(manifest) + (f":{v}" if v else "")
+
+
+__all__ = ["AppRequest", "PodPlan", "ResolvedApp", "pod_manifest", "short_id", "write_pod_dir"]

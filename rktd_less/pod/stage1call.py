@@ -1,0 +1,34 @@
+"""Calling a pod's stage1 entrypoints (stop, gc) from stage0, with cwd = the pod dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import Stage1Error
+from ..host import proc
+from ..paths import Paths
+from .poddir import PodRef
+from .prepare import stage1_entrypoint
+
+
+def entrypoint(paths: Paths, ref: PodRef, which: str) -> Path | None:
+    try:
+        tree = (ref.path / "stage1TreeStoreID").read_text().strip()
+        manifest = json.loads((ref.path / "stage1" / "manifest").read_bytes())
+    except (OSError, ValueError):
+        return None
+    entry = stage1_entrypoint(manifest, which)
+    if entry is None:
+        return None
+    p = paths.tree(tree) / "rootfs" / entry.lstrip("/")
+    return p if p.exists() else None
+
+
+def call(paths: Paths, ref: PodRef, which: str, args: list[str]) -> None:
+    ep = entrypoint(paths, ref, which)
+    if ep is None:
+        if which == "gc":
+            return  # the stage1 image is gone: nothing of it to clean up
+        raise Stage1Error(f'pod "{ref.uuid}": stage1 has no "{which}" entrypoint')
+    proc.run([str(ep), *args, ref.uuid], cwd=ref.path, what=f"stage1 {which}")

@@ -1,0 +1,75 @@
+"""From a pod manifest app to what its unit needs: argv, uid/gid, environment (pure)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import PodError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# rkt common/environment.go: set when absent.
+DEFAULT_ENV = (("PATH", DEFAULT_PATH), ("SHELL", "/bin/sh"), ("USER", "root"),
+               ("LOGNAME", "root"), ("HOME", "/root"))
+
+
+def _lookup(db_text: str, name: str) -> int | None:
+    for line in db_text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name:
+            try:
+                return int(fields[2])
+            except ValueError:
+                return None
+    return None
+
+
+def resolve_id(spec: str, rootfs: Path, db: str, kind: str, app: str) -> int:
+    """appc user/group: a number, a name from the image's /etc/passwd|group, or an absolute
+    path whose owner (uid or gid) is taken."""
+    if spec.isdigit():
+        return int(spec)
+    if spec.startswith("/"):
+        target = rootfs / spec.lstrip("/")
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError as e:
+            raise PodError(f'app "{app}": {kind} file "{spec}" not found in the image') from e
+        return st.st_uid if kind == "user" else st.st_gid
+    try:
+        text = (rootfs / "etc" / db).read_text(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        text = ""
+    found = _lookup(text, spec)
+    if found is None:
+        raise PodError(f'app "{app}": {kind} "{spec}" not found in the image\'s /etc/{db}',
+                       hint=f"use a numeric {kind} or add it to the image")
+    return found
+
+
+def app_env(app_name: str, image_env: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Final environment: the manifest's (already merged by stage0), defaults where absent,
+    plus AC_APP_NAME."""
+    env: dict[str, str] = {}
+    for item in image_env:
+        env[str(item["name"])] = str(item["value"])
+    for k, v in DEFAULT_ENV:
+        env.setdefault(k, v)
+    env["AC_APP_NAME"] = app_name
+    return list(env.items())
+
+
+def resolve_exec(argv: Sequence[str], rootfs: Path, path: str) -> list[str]:
+    """appc: exec[0] without a slash is looked up in the app's PATH, inside the app rootfs."""
+    if not argv:
+        raise PodError("app has no exec", hint="pass --exec")
+    if "/" in argv[0]:
+        return list(argv)
+    for d in path.split(":"):
+        if d.startswith("/"):
+            cand = rootfs / d.lstrip("/") / argv[0]
+            if os.path.lexists(cand):
+                return [f"{d.rstrip('/')}/{argv[0]}", *argv[1:]]
+    raise PodError(f'"{argv[0]}" not found in the app\'s PATH', hint="give an absolute --exec")

@@ -1,0 +1,197 @@
+"""Entrypoints of the nspawn stage1 (the stage1 contract, reference §2.3).
+
+They run with the pod directory as working directory:
+  run:  [--debug] [--net=host|none] [--interactive] [--hostname=H] [...] UUID
+  stop: [--force] UUID
+  gc:   [--debug] [--local-config=DIR] UUID
+Imports are kept to the standard library plus our pure modules: this is on the pod start path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import RktError
+from ..ids import machine_id, machine_name
+from . import apps as appmod
+from . import units
+from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
+
+RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "opt/stage2", "etc/systemd/system")
+
+
+def _opts(args: list[str]) -> tuple[dict[str, str], str]:
+    opts: dict[str, str] = {}
+    if not args:
+        raise RktError("missing pod UUID")
+    for a in args[:-1]:
+        if not a.startswith("--"):
+            raise RktError(f"unexpected argument {a!r}")
+        k, _, v = a[2:].partition("=")
+        opts[k] = v or "true"
+    return opts, args[-1]
+
+
+def _in_service() -> bool:
+    """True when this process lives in a systemd service's cgroup (transient pod unit or a
+    unit whose ExecStart is rkt): nspawn must then keep that unit (``--keep-unit``)."""
+    try:
+        text = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        path = line.split(":", 2)[2] if line.count(":") >= 2 else ""
+        if path.rstrip("/").endswith(".service"):
+            return True
+    return False
+
+
+def _systemd_booted() -> bool:
+    return os.path.isdir("/run/systemd/system")
+
+
+def _lock_pod(poddir: Path) -> int:
+    env_fd = os.environ.pop("RKT_LOCK_FD", "")
+    if env_fd.isdigit():
+        fd = int(env_fd)
+    else:
+        fd = os.open(poddir, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # "running" for as long as nspawn lives
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
+              interactive: bool) -> tuple[units.AppUnit, list[tuple[str, str]]]:
+    name = ra["name"]
+    app = ra.get("app") or manifest.get("app") or {}
+    env = appmod.app_env(name, app.get("environment", []))
+    path = dict(env).get("PATH", appmod.DEFAULT_PATH)
+    argv = appmod.resolve_exec(app.get("exec") or [], approot, path)
+    uid = appmod.resolve_id(str(app.get("user", "0")), approot, "passwd", "user", name)
+    gid = appmod.resolve_id(str(app.get("group", "0")), approot, "group", "group", name)
+    notify = any(a.get("name") == "appc.io/executor/supports-systemd-notify"
+                 and a.get("value") == "true" for a in manifest.get("annotations", []))
+    image_name = manifest.get("name", "")
+    unit = units.AppUnit(
+        name=name, image_name=image_name, argv=tuple(argv), uid=uid, gid=gid,
+        supplementary_gids=tuple(int(g) for g in app.get("supplementaryGIDs", [])),
+        working_dir=app.get("workingDirectory") or "/",
+        read_only_rootfs=bool(ra.get("readOnlyRootFS")), interactive=interactive,
+        supports_notify=notify)
+    return unit, env
+
+
+def run(args: list[str]) -> int:
+    from ..host import mount  # only the run entrypoint mounts
+
+    opts, uuid = _opts(args)
+    poddir = Path.cwd()
+    debug = opts.get("debug") == "true"
+    net = opts.get("net", "host")
+    if net not in ("host", "none"):
+        raise RktError(f"network {net!r} is not supported by this stage1 yet",
+                       hint="use --net=host or --net=none")
+    interactive = opts.get("interactive") == "true"
+    lock_fd = _lock_pod(poddir)
+    pod = json.loads((poddir / "pod").read_text())
+    data = poddir.parents[2]
+    s1tree = (poddir / "stage1TreeStoreID").read_text().strip()
+    root = poddir / "stage1" / "rootfs"
+
+    mount.unshare_mounts()
+    ov = poddir / "overlay" / s1tree
+    mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work", root)
+    for d in RESERVED_DIRS:
+        (root / d).mkdir(parents=True, exist_ok=True)
+
+    app_units: list[units.AppUnit] = []
+    for ra in pod.get("apps", []):
+        name = ra["name"]
+        info = poddir / "appsinfo" / name
+        tree = (info / "treeStoreID").read_text().strip()
+        approot = root / "opt" / "stage2" / name / "rootfs"
+        aov = poddir / "overlay" / tree
+        mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
+                      aov / "work" / name, approot)
+        for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
+            p = approot / d
+            if not os.path.lexists(p):
+                p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
+        manifest_bytes = (info / "manifest").read_bytes()
+        (approot.parent / "manifest").write_bytes(manifest_bytes)
+        unit, env = _app_unit(ra, approot, json.loads(manifest_bytes), interactive)
+        app_units.append(unit)
+        _write(root / "rkt" / "env" / name, units.env_file(env))
+        fifo = root / "rkt" / "iomux" / name
+        if not interactive and not fifo.exists():
+            os.mkfifo(fifo, 0o600)
+
+    for fname, text in units.pod_units(app_units).items():
+        _write(root / units.UNIT_DIR / fname, text)
+    _write(root / "rkt" / "apps", "".join(f"{a.name}\n" for a in app_units))
+    hostname = opts.get("hostname") or machine_name(uuid)
+    _write(root / "etc" / "hostname", hostname + "\n")
+    _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
+
+    plan = NspawnPlan(uuid=uuid, root=str(root), hostname=hostname, interactive=interactive,
+                      register=_systemd_booted(), keep_unit=_in_service(),
+                      private_network=(net == "none"), debug=debug)
+    argv = nspawn_argv(plan)
+    # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
+    # nspawn in place, so that is us.
+    _write(poddir / "ppid", f"{os.getpid()}\n")
+    os.environ.clear()
+    del lock_fd  # stays open (inheritable) across exec: the pod is running while nspawn lives
+    if debug:
+        print("stage1: exec " + " ".join(argv), file=sys.stderr)
+    os.execve(argv[0], argv, nspawn_env(debug))
+    return 1  # not reached
+
+
+def stop(args: list[str]) -> int:
+    opts, _uuid = _opts(args)
+    try:
+        pid = int((Path.cwd() / "ppid").read_text().strip())
+    except (OSError, ValueError) as e:
+        raise RktError("pod has no pid file: it never started") from e
+    sig = signal.SIGKILL if opts.get("force") == "true" else signal.SIGTERM
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    return 0
+
+
+def gc(args: list[str]) -> int:
+    uuid = _opts(args)[1]
+    # nspawn's --link-journal=try-guest left /var/log/journal/<machine-id> pointing into the pod.
+    link = Path("/var/log/journal") / machine_id(uuid)
+    if link.is_symlink() and uuid in os.readlink(link):
+        link.unlink()
+    return 0
+
+
+def enter(args: list[str]) -> int:
+    raise RktError("rkt enter is not supported by this stage1 yet")
+
+
+def main(verb: str, args: list[str]) -> int:
+    try:
+        return {"init": run, "stop": stop, "gc": gc, "enter": enter}[verb](args)
+    except RktError as e:
+        print(f"stage1: {e}", file=sys.stderr)
+        return 254

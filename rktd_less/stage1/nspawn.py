@@ -1,0 +1,60 @@
+"""The systemd-nspawn command line of a pod (pure; reference §2.4 and systemd-test-host.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ids import machine_name
+
+NSPAWN = "/usr/bin/systemd-nspawn"
+
+
+@dataclass(frozen=True)
+class NspawnPlan:
+    uuid: str
+    root: str  # the stage1 rootfs, relative to the pod dir or absolute
+    hostname: str
+    interactive: bool = False
+    register: bool = True  # machined is reachable
+    keep_unit: bool = True  # we run as the main process of a systemd service
+    private_network: bool = False
+    debug: bool = False
+
+
+def nspawn_argv(plan: NspawnPlan) -> list[str]:
+    argv = [
+        NSPAWN,
+        "--boot",
+        "--notify-ready=yes",
+        f"--register={'yes' if plan.register else 'no'}",
+        # Without a service to keep, nspawn asks systemd for a scope; on a machine without
+        # systemd there is no bus to ask, so keep whatever cgroup we are in.
+        "--keep-unit" if plan.keep_unit or not plan.register else "",
+        f"--link-journal={'try-guest' if plan.register else 'no'}",
+        "" if plan.debug else "--quiet",
+        f"--uuid={plan.uuid}",
+        f"--machine={machine_name(plan.uuid)}",
+        f"--hostname={plan.hostname}",
+        f"--directory={plan.root}",
+        "--bind-ro=/usr",
+        f"--console={'interactive' if plan.interactive else 'read-only'}",
+        "--private-network" if plan.private_network else "",
+        "--",
+        "systemd.firstboot=off",
+        "--show-status=0",
+        f"--log-target={'console' if plan.debug else 'null'}",
+    ]
+    return [a for a in argv if a]
+
+
+def nspawn_env(debug: bool = False) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        # With /usr bind-mounted nspawn cannot see the stage1's systemd version and would fall
+        # back to cgroup v1, where every stop job hangs for 90 s (systemd-test-host.md).
+        "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1",
+        "SYSTEMD_NSPAWN_CONTAINER_SERVICE": "rkt",
+    }
+    if not debug:
+        env["SYSTEMD_LOG_LEVEL"] = "err"
+    return env

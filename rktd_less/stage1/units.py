@@ -1,0 +1,135 @@
+"""Unit files the nspawn stage1 writes into the pod (pure; reference §2.4).
+
+Each app is ``<app>.service`` of the pod's own systemd, chrooted with
+``RootDirectory=/opt/stage2/<app>/rootfs``. ``reaper-<app>.service`` records the app's exit
+status when the app stops and ends the pod (first failure, or when all apps are done).
+Output goes through ``iomux@<app>.service``: a FIFO read by ``tee`` that copies the raw bytes to
+the pod console (the caller's terminal) and into the pod journal under the app's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+UNIT_DIR = "etc/systemd/system"  # /usr is the host's, bind-mounted read-only
+
+
+@dataclass(frozen=True)
+class AppUnit:
+    name: str
+    image_name: str
+    argv: tuple[str, ...]
+    uid: int
+    gid: int
+    supplementary_gids: tuple[int, ...] = ()
+    working_dir: str = "/"
+    read_only_rootfs: bool = False
+    interactive: bool = False
+    supports_notify: bool = False
+
+
+def quote_arg(arg: str) -> str:
+    """Quote one ExecStart argument: C-style escapes in double quotes; ``$`` and ``%`` doubled
+    so neither environment variables nor unit specifiers are expanded."""
+    out = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    out = out.replace("$", "$$").replace("%", "%%")
+    return f'"{out}"'
+
+
+def exec_line(argv: Sequence[str]) -> str:
+    return " ".join(quote_arg(a) for a in argv)
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("%", "%%")
+
+
+def default_target(apps: Sequence[AppUnit]) -> str:
+    wants = " ".join(f"{a.name}.service" for a in apps)
+    lines = [
+        "[Unit]",
+        "Description=rkt apps",
+        "DefaultDependencies=no",
+    ]
+    if wants:
+        lines += [f"Wants={wants}", f"After={wants}"]
+    return "\n".join(lines) + "\n"
+
+
+def app_service(app: AppUnit) -> str:
+    root = f"/opt/stage2/{app.name}/rootfs"
+    unit = [
+        "[Unit]",
+        f"Description=Application={_escape_value(app.name)} Image={_escape_value(app.image_name)}",
+        "DefaultDependencies=no",
+        f"Wants=reaper-{app.name}.service systemd-journald.service",
+        f"After=reaper-{app.name}.service systemd-journald.service",
+    ]
+    svc = [
+        "[Service]",
+        f"Type={'notify' if app.supports_notify else 'exec'}",
+        "Restart=no",
+        "TimeoutStartSec=0",
+        f"RootDirectory={root}",
+        "MountAPIVFS=yes",
+        f"WorkingDirectory={_escape_value(app.working_dir)}",
+        f"EnvironmentFile=/rkt/env/{app.name}",
+        f"User={app.uid}",
+        f"Group={app.gid}",
+        f"SyslogIdentifier={app.name}",
+        f"ExecStart={exec_line(app.argv)}",
+    ]
+    if app.supports_notify:
+        svc.append("NotifyAccess=all")
+    if app.supplementary_gids:
+        svc.append("SupplementaryGroups=" + " ".join(str(g) for g in app.supplementary_gids))
+    if app.uid != 0:
+        svc.append("NoNewPrivileges=yes")
+    if app.read_only_rootfs:
+        svc.append("ReadOnlyPaths=/")
+    if app.interactive:
+        svc += ["StandardInput=tty", "StandardOutput=tty", "StandardError=tty",
+                "TTYPath=/dev/console", "TTYReset=yes"]
+    else:
+        unit[3] += f" iomux@{app.name}.service"
+        svc += ["StandardInput=null",
+                f"StandardOutput=file:/rkt/iomux/{app.name}",
+                f"StandardError=file:/rkt/iomux/{app.name}"]
+    return "\n".join([*unit, "", *svc]) + "\n"
+
+
+def reaper_service(app: AppUnit) -> str:
+    return "\n".join([
+        "[Unit]",
+        f"Description=Reaper for {app.name}",
+        "DefaultDependencies=no",
+        "StopWhenUnneeded=yes",
+        "Conflicts=exit.target halt.target poweroff.target",
+        "Before=exit.target halt.target poweroff.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "ExecStart=/bin/true",
+        f"ExecStop=/reaper.sh {quote_arg(app.name)}",
+    ]) + "\n"
+
+
+def env_file(env: Sequence[tuple[str, str]]) -> str:
+    """An EnvironmentFile: one KEY="value" per line. Inside double quotes systemd's parser takes
+    backslash escapes of ``\\ " ` $`` and literal newlines, so any value survives."""
+    lines = []
+    for k, v in env:
+        val = "".join("\\" + c if c in '\\"`$' else c for c in v)
+        lines.append(f'{k}="{val}"')
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def pod_units(apps: Sequence[AppUnit]) -> dict[str, str]:
+    """Every generated unit: file name → content."""
+    units = {"default.target": default_target(apps)}
+    for a in apps:
+        units[f"{a.name}.service"] = app_service(a)
+        units[f"reaper-{a.name}.service"] = reaper_service(a)
+    return units

@@ -1,0 +1,24 @@
+#!/bin/sh
+# ExecStop of reaper-<app>.service: runs after <app>.service stopped.
+# Records the app's exit status in /rkt/status/<app>, then ends the pod: at once with the
+# app's status if it failed, or with 0 once every app has a status. The first reaper to claim
+# /rkt/exit-claimed decides the pod's exit code; later ones (apps stopped because the pod is
+# going down) only record their status.
+app="$1"
+st=$(/usr/bin/systemctl show --property=ExecMainStatus --value "$app.service")
+[ -n "$st" ] || st=0
+printf '%s' "$st" > "/rkt/status/$app.tmp" && mv -f "/rkt/status/$app.tmp" "/rkt/status/$app"
+
+claim() {
+    (set -C; : > /rkt/exit-claimed) 2>/dev/null || exit 0
+    exec /usr/bin/systemctl --no-block exit "$1"
+}
+
+case "$(/usr/bin/systemctl is-system-running 2>/dev/null)" in
+    stopping) exit 0 ;;
+esac
+[ "$st" = 0 ] || claim "$st"
+while read -r other; do
+    [ -e "/rkt/status/$other" ] || exit 0
+done < /rkt/apps
+claim 0

@@ -1,0 +1,64 @@
+"""The nspawn stage1's unit files, env files and nspawn command line (pure)."""
+
+from rktd_less.stage1 import units
+from rktd_less.stage1.nspawn import NspawnPlan, nspawn_argv, nspawn_env
+
+APP = units.AppUnit(name="web", image_name="example.com/web",
+                    argv=("/bin/sh", "-c", "echo $HOME 100%"), uid=1000, gid=100)
+
+
+def test_exec_quoting_escapes_dollar_percent_and_quotes() -> None:
+    assert units.exec_line(["/bin/echo", 'a "b"', "$X", "50%", "back\\slash"]) == (
+        '"/bin/echo" "a \\"b\\"" "$$X" "50%%" "back\\\\slash"')
+
+
+def test_app_service_has_root_identity_and_output() -> None:
+    text = units.app_service(APP)
+    assert "RootDirectory=/opt/stage2/web/rootfs" in text
+    assert "SyslogIdentifier=web" in text
+    assert "User=1000" in text and "Group=100" in text
+    assert "NoNewPrivileges=yes" in text  # rkt: non-root apps get no-new-privs
+    assert 'ExecStart="/bin/sh" "-c" "echo $$HOME 100%%"' in text
+    assert "StandardOutput=file:/rkt/iomux/web" in text
+    assert "iomux@web.service" in text
+    assert "Wants=reaper-web.service" in text
+
+
+def test_interactive_app_uses_the_console() -> None:
+    text = units.app_service(units.AppUnit(name="sh", image_name="x", argv=("/bin/sh",), uid=0,
+                                           gid=0, interactive=True))
+    assert "StandardInput=tty" in text and "TTYPath=/dev/console" in text
+    assert "iomux" not in text
+
+
+def test_default_target_wants_every_app() -> None:
+    b = units.AppUnit(name="b", image_name="x", argv=("/x",), uid=0, gid=0)
+    t = units.default_target([APP, b])
+    assert "Wants=web.service b.service" in t and "After=web.service b.service" in t
+    assert set(units.pod_units([APP, b])) == {"default.target", "web.service", "b.service",
+                                             "reaper-web.service", "reaper-b.service"}
+
+
+def test_env_file_escapes() -> None:
+    assert units.env_file([("A", 'x"y'), ("B", "$HOME\\")]) == 'A="x\\"y"\nB="\\$HOME\\\\"\n'
+
+
+def test_nspawn_argv_in_a_unit() -> None:
+    argv = nspawn_argv(NspawnPlan(uuid="u-1", root="/p/stage1/rootfs", hostname="h"))
+    assert argv[0] == "/usr/bin/systemd-nspawn"
+    assert "--boot" in argv and "--keep-unit" in argv and "--register=yes" in argv
+    assert "--machine=rkt-u-1" in argv and "--uuid=u-1" in argv
+    assert "--console=read-only" in argv and "--bind-ro=/usr" in argv
+    assert argv.index("--") < argv.index("systemd.firstboot=off")
+
+
+def test_nspawn_argv_without_systemd_keeps_cgroup_and_skips_journal_link() -> None:
+    argv = nspawn_argv(NspawnPlan(uuid="u", root="/r", hostname="h", register=False,
+                                  keep_unit=False, interactive=True, private_network=True))
+    assert "--register=no" in argv and "--keep-unit" in argv
+    assert "--link-journal=no" in argv and "--console=interactive" in argv
+    assert "--private-network" in argv
+
+
+def test_nspawn_env_forces_cgroup2() -> None:
+    assert nspawn_env()["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] == "1"
