@@ -53,14 +53,18 @@ def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
 
 
 def unit_properties(launch: Launch, *, description: str, add_ref: bool,
-                    pass_stdio: bool) -> list[tuple[str, str, object]]:
-    """The transient unit of a pod (pure). (name, D-Bus signature, value)."""
+                    pass_stdio: bool, notify: bool) -> list[tuple[str, str, object]]:
+    """The transient unit of a pod (pure). (name, D-Bus signature, value).
+
+    ``notify``: the unit becomes active when the pod's apps are up (nspawn forwards the
+    nested systemd's READY=1). A foreground run waits for the end instead and uses
+    ``Type=exec``: a pod that finishes before READY=1 would otherwise be a failed start."""
     argv = [str(launch.entrypoint), *launch.args]
     props: list[tuple[str, str, object]] = [
         ("Description", "s", description),
         ("Slice", "s", "machine.slice"),
         ("Delegate", "b", True),
-        ("Type", "s", "notify"),
+        ("Type", "s", "notify" if notify else "exec"),
         ("NotifyAccess", "s", "all"),
         ("KillMode", "s", "mixed"),
         ("CollectMode", "s", "inactive-or-failed"),
@@ -126,7 +130,7 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
     try:
         props = [Prop(n, s, v) for n, s, v in
                  unit_properties(launch, description=f"rkt pod {launch.uuid}", add_ref=True,
-                                 pass_stdio=True)]
+                                 pass_stdio=True, notify=False)]
         job = await sd.start_transient(unit, props, fds)
         loop = asyncio.get_running_loop()
         stopping: list[asyncio.Task[str]] = []
@@ -137,9 +141,12 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
 
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(s, on_signal)
-        await job  # 'done' once the pod is up; anything else: it already ended
-        os.close(lock_fd)  # stage1 holds its own shared lock from here on
+        result = await job
+        if result not in ("done", "failed"):
+            raise SystemdError(f"starting {unit} ended with result '{result}'",
+                               hint=f"see `journalctl -u {unit}`")
         st = await sd.wait_inactive(unit)
+        os.close(lock_fd)  # held until the end: stage1 takes its own shared lock meanwhile
         if st is None:
             raise SystemdError(f"unit {unit} disappeared",
                                hint=f"see `journalctl -u {unit}`")

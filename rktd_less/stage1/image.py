@@ -22,7 +22,8 @@ SOURCE_DIR = Path(__file__).resolve().parents[2] / "stage1-nspawn"
 ENTRYPOINTS = ("init", "stop", "gc", "enter")
 _DIRS = ("usr", "proc", "sys", "dev", "run", "tmp", "var/log/journal", "rkt/status", "rkt/env",
          "rkt/iomux", "opt/stage2", "etc/systemd/system")
-_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
+_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64",
+          "var/run": "../run"}
 _MTIME = 1_700_000_000  # fixed, so the same sources give the same image ID
 
 

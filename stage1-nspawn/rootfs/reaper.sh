@@ -14,6 +14,13 @@ claim() {
     exec /usr/bin/systemctl --no-block exit "$1"
 }
 
+# Let the app's output reach the console and journal before the pod goes down: iomux ends
+# once every writer closed the FIFO (bounded: a stray child may keep it open).
+tee_pid=$(/usr/bin/systemctl show --property=MainPID --value "iomux@$app.service")
+if [ -n "$tee_pid" ] && [ "$tee_pid" != 0 ]; then
+    /usr/bin/timeout 3 /usr/bin/tail --pid="$tee_pid" -s 0.01 -f /dev/null
+fi
+
 case "$(/usr/bin/systemctl is-system-running 2>/dev/null)" in
     stopping) exit 0 ;;
 esac

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The demo itself (needs root and a running systemd): build a busybox ACI, run pods, show them
+# as systemd machines and units, read their journal, stop and garbage-collect them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RKT=(.venv/bin/rkt --dir="${RKT_DEMO_DIR:-${RKT_TEST_SCRATCH:-/var/tmp}/rktd-less-demo}")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+.venv/bin/python -m tests.helpers.aci "$work/busybox.aci"
+
+step rkt fetch --insecure-options=image busybox.aci
+"${RKT[@]}" fetch --insecure-options=image "$work/busybox.aci"
+step rkt image list
+"${RKT[@]}" image list
+
+step rkt run --insecure-options=image busybox.aci --exec /bin/echo -- hello from a pod
+"${RKT[@]}" run --insecure-options=image "$work/busybox.aci" --exec /bin/echo -- hello from a pod
+
+step "systemd-run --unit=demo-web rkt run ... (a long-running pod as an ordinary unit)"
+systemd-run --quiet --unit=demo-web --property=Delegate=yes --slice=machine.slice \
+    "${RKT[@]}" run --insecure-options=image --uuid-file-save="$work/uuid" "$work/busybox.aci" \
+    --exec /bin/sh -- -c 'while true; do echo "web: tick $(date +%T)"; sleep 1; done'
+for _ in $(seq 100); do [ -s "$work/uuid" ] && break; sleep 0.1; done
+uuid=$(cat "$work/uuid")
+for _ in $(seq 100); do "${RKT[@]}" status "$uuid" | grep -q state=running && break; sleep 0.1; done
+sleep 2
+
+step machinectl list
+machinectl list
+step rkt list
+"${RKT[@]}" list
+step rkt status "${uuid:0:8}"
+"${RKT[@]}" status "${uuid:0:8}"
+step systemctl status demo-web
+systemctl status --no-pager demo-web.service | head -20 || true
+step journalctl -M "rkt-$uuid" -t busybox
+journalctl -M "rkt-$uuid" -t busybox --no-pager | tail -5
+step machinectl poweroff "rkt-$uuid"
+machinectl poweroff "rkt-$uuid"
+for _ in $(seq 100); do "${RKT[@]}" status "$uuid" | grep -q state=exited && break; sleep 0.1; done
+"${RKT[@]}" list
+step rkt gc --grace-period=0
+"${RKT[@]}" gc --grace-period=0
+systemctl reset-failed demo-web.service 2>/dev/null || true

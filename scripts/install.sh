@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything rktd-less needs on Debian 12, as root: Debian packages, then a virtual
+# environment in .venv (Debian's /usr/bin/python3) with the project and its dev tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install.sh: run as root (apt-get, systemd-nspawn and mounts need it)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# systemd-container: systemd-nspawn, machinectl, machined; dbus: the system bus in the test bed;
+# busybox-static: the test payload; libsystemd-dev pkg-config gcc python3-dev: python-systemd
+# builds from source; python3-venv: the virtual environment; util-linux: unshare/nsenter.
+apt-get install -y -qq systemd systemd-container dbus busybox-static libsystemd-dev pkg-config \
+    gcc python3-dev python3-venv util-linux tar gzip bzip2 xz-utils >/dev/null
+
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+echo "install.sh: ready: $(.venv/bin/rkt version | head -1)"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install everything, then run the whole test suite (unit + integration) inside the project's
+# systemd test bed: PID 1 here may not be systemd, and integration tests need a real one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+exec .venv/bin/python tests/testbed.py run --name rktd-less-ci -- \
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "$@"

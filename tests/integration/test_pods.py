@@ -1,0 +1,198 @@
+"""Pods as systemd machines: rkt run / list / status / stop / rm / gc in a real systemd."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.aci import build_aci
+from tests.integration.rktenv import Rkt, destroy, new_env, sh, wait_file, wait_for
+
+pytestmark = pytest.mark.integration
+INSECURE = "--insecure-options=image"
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Rkt]:
+    e = new_env("pods")
+    yield e
+    destroy(e)
+
+
+@pytest.fixture(scope="module")
+def aci(env: Rkt) -> Path:
+    return build_aci(env.work / "busybox.aci", name="example.com/busybox", version="1.0",
+                     exec_=("/bin/sh", "-c", "echo image default"))
+
+
+@pytest.fixture(scope="module")
+def aci2(env: Rkt) -> Path:
+    return build_aci(env.work / "other.aci", name="example.com/other", version="2.0",
+                     exec_=("/bin/true",), compress="gzip")
+
+
+def test_fetch_prints_short_id_and_image_commands(env: Rkt, aci: Path) -> None:
+    cp = env("fetch", INSECURE, str(aci))
+    image_id = cp.stdout.strip()
+    assert re.fullmatch(r"sha512-[0-9a-f]{32}", image_id), cp.stdout
+    lines = env("image", "list").stdout.splitlines()
+    assert lines[0].split("\t")[0] == "ID" and "LAST USED" in lines[0]
+    assert any(line.startswith(image_id[:19]) and "example.com/busybox:1.0" in line
+               for line in lines[1:])
+    m = json.loads(env("image", "cat-manifest", image_id[:12]).stdout)
+    assert m["name"] == "example.com/busybox" and m["acKind"] == "ImageManifest"
+
+
+def test_run_echo_prints_and_exits_zero(env: Rkt, aci: Path) -> None:
+    cp = env("run", INSECURE, str(aci), "--exec", "/bin/echo", "--", "hello")
+    assert cp.stdout == "hello\n", (cp.stdout, cp.stderr)
+
+
+def test_run_uses_image_exec_by_default(env: Rkt, aci: Path) -> None:
+    assert env("run", INSECURE, str(aci)).stdout == "image default\n"
+
+
+def test_run_returns_app_exit_code(env: Rkt, aci: Path) -> None:
+    cp = env("run", INSECURE, str(aci), "--exec", "/bin/sh", "--", "-c", "exit 7", check=False)
+    assert cp.returncode == 7, cp.stderr
+
+
+def test_two_apps_one_pod_first_failure_wins(env: Rkt, aci: Path, aci2: Path) -> None:
+    uf = env.uuid_file()
+    cp = env("run", INSECURE, f"--uuid-file-save={uf}", str(aci2), "--exec", "/bin/true",
+             str(aci), "--exec", "/bin/sh", "--", "-c", "exit 3", check=False)
+    assert cp.returncode == 3, cp.stderr
+    uuid = uf.read_text()
+    st = env("status", uuid[:8]).stdout.splitlines()
+    assert st[0] == "state=exited"
+    assert "exited=true" in st
+    assert "app-other=0" in st and "app-busybox=3" in st
+    assert re.match(r"created=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? [+-]\d{4} \S+$", st[1])
+    manifest = json.loads(env("cat-manifest", uuid).stdout)
+    assert [a["name"] for a in manifest["apps"]] == ["other", "busybox"]
+    assert manifest["apps"][1]["app"]["exec"] == ["/bin/sh", "-c", "exit 3"]
+
+
+def test_list_formats(env: Rkt, aci: Path) -> None:
+    uf = env.uuid_file()
+    env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/true")
+    uuid = uf.read_text()
+    lines = env("list").stdout.splitlines()
+    assert re.split(r"\t+", lines[0]) == ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED",
+                                          "STARTED", "NETWORKS"]
+    row = next(line for line in lines if line.startswith(uuid[:8]))
+    cells = re.split(r"\t+", row)
+    assert cells[:4] == [uuid[:8], "busybox", "example.com/busybox:1.0", "exited"]
+    assert cells[4].endswith("ago") or cells[4] == "now"
+    full = env("list", "--full", "--no-legend").stdout.splitlines()
+    row = next(line for line in full if line.startswith(uuid))
+    cells = re.split(r"\t+", row)
+    assert re.fullmatch(r"sha512-[0-9a-f]{12}", cells[3]) and cells[4] == "exited"
+    pods = json.loads(env("list", "--format=json").stdout)
+    pod = next(p for p in pods if p["name"] == uuid)
+    assert pod["state"] == "exited" and pod["apps"][0]["name"] == "busybox"
+    assert pod["apps"][0]["exit_code"] == 0 and pod["apps"][0]["state"] == "exited"
+
+
+def _start_sleeper(env: Rkt, aci: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    uf = env.uuid_file()
+    p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh",
+                  "--", "-c", "echo started; exec sleep 600", *extra)
+    uuid = wait_file(uf)
+    assert wait_for(lambda: "state=running" in env("status", uuid, check=False).stdout, 30)
+    return p, uuid
+
+
+def test_running_pod_is_a_machine_unit_and_journal(env: Rkt, aci: Path) -> None:
+    p, uuid = _start_sleeper(env, aci)
+    machine, unit = f"rkt-{uuid}", f"rkt-{uuid}.service"
+    try:
+        ml = sh("machinectl", "list", "--no-legend").stdout
+        assert re.search(rf"^{machine}\s+container\s+rkt", ml, re.M), ml
+        st = sh("systemctl", "status", "--no-pager", "-l", unit, check=False).stdout
+        assert "busybox.service" in st and "payload" in st and "supervisor" in st, st
+        assert "systemd-nspawn" in st
+        assert wait_for(lambda: "started" in sh("journalctl", "-M", machine, "-t", "busybox",
+                                                "--no-pager", "-o", "cat", check=False).stdout)
+        jl = sh("journalctl", "-u", unit, "--no-pager", check=False).stdout
+        assert "rkt pod" in jl or "Started" in jl, jl
+        status = env("status", uuid).stdout.splitlines()
+        assert "state=running" in status and "exited=false" in status
+        assert any(line.startswith("pid=") for line in status)
+        t0 = time.monotonic()
+        sh("machinectl", "poweroff", machine)
+        assert p.wait(timeout=30) is not None
+        elapsed = time.monotonic() - t0
+        assert elapsed < 10, elapsed
+        assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 10)
+        assert sh("systemctl", "is-active", unit, check=False).stdout.strip() in (
+            "inactive", "failed", "unknown")
+    finally:
+        if p.poll() is None:
+            env("stop", "--force", uuid, check=False)
+            p.wait(timeout=30)
+
+
+def test_stop_rm_and_gc(env: Rkt, aci: Path) -> None:
+    p, uuid = _start_sleeper(env, aci)
+    out = env("stop", uuid[:10]).stdout
+    assert out.strip() == f'"{uuid}"'
+    p.wait(timeout=30)
+    assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 10)
+    again = env("stop", uuid, check=False)
+    assert again.returncode == 254 and "already stopped" in again.stderr
+    assert env("rm", uuid).stdout.strip() == f'"{uuid}"'
+    gone = env("status", uuid, check=False)
+    assert gone.returncode == 254 and "no matches found" in gone.stderr
+    # gc: mark, then sweep with no grace period
+    uf = env.uuid_file()
+    env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/true")
+    u2 = uf.read_text()
+    cp = env("gc", "--grace-period=0s")
+    assert f'moving pod "{u2}" to garbage' in cp.stderr
+    assert f'Garbage collecting pod "{u2}"' in cp.stdout
+    assert not list(env.data.glob(f"pods/*/{u2}"))
+
+
+def test_gc_respects_grace_period(env: Rkt, aci: Path) -> None:
+    uf = env.uuid_file()
+    env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/true")
+    uuid = uf.read_text()
+    cp = env("gc")
+    assert f'pod "{uuid}" not removed: still within grace period (30m0s)' in cp.stderr
+    assert "state=exited garbage" in env("status", uuid).stdout
+    env("gc", "--grace-period=0s")
+
+
+def test_run_as_main_process_of_a_service_keeps_that_unit(env: Rkt, aci: Path) -> None:
+    unit = f"web-{int(time.time() * 1000) % 10**8}"
+    uf = env.uuid_file()
+    sh("systemd-run", f"--unit={unit}", "--property=Delegate=yes", "--slice=machine.slice",
+       *env.argv("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh",
+                 "--", "-c", "echo from-unit; exec sleep 600"))
+    try:
+        uuid = wait_file(uf)
+        assert wait_for(lambda: "state=running" in env("status", uuid, check=False).stdout, 30)
+        # no second unit: the pod lives in the caller's unit
+        assert sh("systemctl", "is-active", f"rkt-{uuid}.service",
+                  check=False).stdout.strip() != "active"
+        st = sh("systemctl", "status", "--no-pager", "-l", f"{unit}.service", check=False).stdout
+        assert "busybox.service" in st and "sleep 600" in st, st
+        ml = sh("machinectl", "list", "--no-legend").stdout
+        assert f"rkt-{uuid}" in ml
+        assert wait_for(lambda: "from-unit" in sh("journalctl", "-M", f"rkt-{uuid}", "-t",
+                                                  "busybox", "-o", "cat", "--no-pager",
+                                                  check=False).stdout)
+        t0 = time.monotonic()
+        sh("systemctl", "stop", f"{unit}.service")
+        assert time.monotonic() - t0 < 15
+        assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 10)
+    finally:
+        sh("systemctl", "stop", f"{unit}.service", check=False)
+        sh("systemctl", "reset-failed", f"{unit}.service", check=False)
