@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import PodError, UsageError
 from ..pod import poddir
-from ..pod.info import pod_info
+from ..pod.info import is_ready, pod_info
+from ..pod.poddir import PodRef
 from ..pod.state import PodState, is_exited
 from .context import Context
 from .flags import Flag, Kind
@@ -15,9 +17,12 @@ from .list_ import to_json
 from .output import dump_json, full_time
 
 SHORT = "Check the status of a rkt pod"
-USAGE = "Usage:\n  rkt status [--wait[=DURATION]] [--format=json|json-pretty] UUID"
+USAGE = ("Usage:\n  rkt status [--wait[=DURATION]] [--wait-ready[=DURATION]] "
+         "[--format=json|json-pretty] UUID")
 FLAGS: dict[str, Flag] = {
     "wait": Flag(Kind.OPTSTR, "false", "wait for the pod to exit (true, false or a duration)"),
+    "wait-ready": Flag(Kind.OPTSTR, "false", "wait until the pod is ready (true, false or a "
+                       "duration)"),
     "format": Flag(Kind.STR, "", "choose the output format: json, json-pretty"),
     "uuid-file": Flag(Kind.STR, "", "read pod UUID from file instead of argument"),
 }
@@ -65,19 +70,33 @@ def uuid_arg(values: dict[str, Any], args: list[str]) -> str:
     return args[0]
 
 
+def _exited(ref: PodRef | None) -> bool:
+    return ref is None or is_exited(ref.state()) or ref.state() == PodState.GARBAGE
+
+
+def _ready_or_gone(ref: PodRef | None) -> bool:
+    return _exited(ref) or (ref is not None and is_ready(ref.path))
+
+
+def _wait(ctx: Context, ref: PodRef, wait: str, what: str,
+          done: Callable[[PodRef | None], bool]) -> PodRef:
+    """rkt's --wait / --wait-ready: 'true' waits forever, 'false' not at all, else a duration."""
+    if wait in ("false", ""):
+        return ref
+    deadline = None if wait == "true" else time.monotonic() + parse_duration(wait)
+    while True:
+        cur = poddir.find(ctx.paths, ref.uuid)
+        if done(cur):
+            return cur or ref
+        if deadline is not None and time.monotonic() > deadline:
+            raise PodError(f'pod "{ref.uuid}" did not {what} within {wait}')
+        time.sleep(0.05)
+
+
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     ref = poddir.resolve(ctx.paths, uuid_arg(values, args))
-    wait = values["wait"]
-    if wait not in ("false", ""):
-        deadline = None if wait == "true" else time.monotonic() + parse_duration(wait)
-        while True:
-            cur = poddir.find(ctx.paths, ref.uuid)
-            if cur is None or is_exited(cur.state()) or cur.state() == PodState.GARBAGE:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise UsageError(f'pod "{ref.uuid}" did not exit within {wait}')
-            time.sleep(0.1)
-        ref = cur or ref
+    ref = _wait(ctx, ref, values["wait"], "exit", _exited)
+    ref = _wait(ctx, ref, values["wait-ready"], "become ready", _ready_or_gone)
     info = pod_info(ref)
     if values["format"]:
         ctx.out(dump_json(to_json(info), values["format"]))

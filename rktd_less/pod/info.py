@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,17 @@ def app_exit_code(poddir: Path, app: str) -> int | None:
     if text is None or not text.strip().lstrip("-").isdigit():
         return None
     return int(text.strip())
+
+
+def is_ready(poddir: Path) -> bool:
+    """rkt: the pod's supervisor is up once ``rkt/supervisor-status`` points to ``ready``."""
+    d = status_dir(poddir)
+    if d is None:
+        return False
+    try:
+        return os.readlink(d.parent / "supervisor-status") == "ready"
+    except OSError:
+        return False
 
 
 def pod_pid(poddir: Path) -> int | None:

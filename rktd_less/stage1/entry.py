@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +165,30 @@ def run(args: list[str]) -> int:
     return 1  # not reached
 
 
+def _ready(poddir: Path) -> bool:
+    try:
+        tree = (poddir / "stage1TreeStoreID").read_text().strip()
+        return os.readlink(poddir / "overlay" / tree / "upper" / "rkt" / "supervisor-status") \
+            == "ready"
+    except OSError:
+        return False
+
+
 def stop(args: list[str]) -> int:
     opts, _uuid = _opts(args)
+    poddir = Path.cwd()
+    force = opts.get("force") == "true"
+    if not force:
+        # A halt request reaches the pod's systemd only once it handles signals: give a pod
+        # that is still booting a moment to come up (bounded; --force does not wait).
+        deadline = time.monotonic() + 10
+        while not _ready(poddir) and time.monotonic() < deadline:
+            time.sleep(0.05)
     try:
-        pid = int((Path.cwd() / "ppid").read_text().strip())
+        pid = int((poddir / "ppid").read_text().strip())
     except (OSError, ValueError) as e:
         raise RktError("pod has no pid file: it never started") from e
-    sig = signal.SIGKILL if opts.get("force") == "true" else signal.SIGTERM
+    sig = signal.SIGKILL if force else signal.SIGTERM
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
     return 0

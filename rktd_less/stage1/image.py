@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from ..store import Store
 
 STAGE1_NAME = "rktd-less/stage1-nspawn"
+SOURCE_LABEL = "source"
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "stage1-nspawn"
 ENTRYPOINTS = ("init", "stop", "gc", "enter")
 _DIRS = ("usr", "proc", "sys", "dev", "run", "tmp", "var/log/journal", "rkt/status", "rkt/env",
@@ -53,17 +55,31 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, mode: in
     tar.addfile(ti, io.BytesIO(data) if data is not None else None)
 
 
+def source_digest(python: str, source: Path = SOURCE_DIR) -> str:
+    """Identifies what the built image would contain: its sources, the interpreter the
+    entrypoints use and our version. A changed source gives a new image, not a stale one."""
+    h = hashlib.sha256(f"{__version__}\0{python}\0".encode())
+    h.update(entry_script("x", python))
+    h.update(Path(__file__).read_bytes())
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            h.update(path.relative_to(source).as_posix().encode() + b"\0")
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def build_aci(dest: Path, python: str | None = None, source: Path = SOURCE_DIR) -> None:
     """Write the stage1 ACI (plain tar) to ``dest``."""
     if not (source / "manifest.json").is_file():
         raise Stage1Error(f"stage1 source not found at {source}",
                           hint="use --stage1-path to name a stage1 image")
     manifest = json.loads((source / "manifest.json").read_text().replace("@VERSION@", __version__))
+    python = python or sys.executable
     for label in manifest["labels"]:
         if label["name"] == "arch":
             label["value"] = host_arch()
+    manifest["labels"].append({"name": SOURCE_LABEL, "value": source_digest(python, source)})
     os_release = Path("/etc/os-release").resolve().read_bytes()
-    python = python or sys.executable
     with tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as tar:
         _add(tar, "manifest", json.dumps(manifest, indent=2).encode())
         _add(tar, "rootfs", kind=tarfile.DIRTYPE, mode=0o755)
@@ -109,8 +125,9 @@ def build_to_temp(tmp_dir: Path) -> Path:
 def ensure_default(store: Store, tmp_dir: Path) -> str:
     """The default stage1's store key; built and imported on first use."""
     key = store.find_by_name(STAGE1_NAME, {"version": __version__, "os": "linux",
-                                           "arch": host_arch()})
-    if key is not None and store.manifest_bytes(key):
+                                           "arch": host_arch(),
+                                           SOURCE_LABEL: source_digest(sys.executable)})
+    if key is not None:
         return key
     aci = build_to_temp(tmp_dir)
     try:

@@ -52,6 +52,7 @@ def default_target(apps: Sequence[AppUnit]) -> str:
         "Description=rkt apps",
         "DefaultDependencies=no",
     ]
+    lines.append("Wants=supervisor-ready.service")
     if wants:
         lines += [f"Wants={wants}", f"After={wants}"]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # ExecStop of reaper-<app>.service: runs after <app>.service stopped.
 # Records the app's exit status in /rkt/status/<app>, then ends the pod: at once with the
-# app's status if it failed, or with 0 once every app has a status. The first reaper to claim
+# app's status if it failed, or once every app has a status. The first reaper to claim
 # /rkt/exit-claimed decides the pod's exit code; later ones (apps stopped because the pod is
 # going down) only record their status.
 app="$1"
@@ -25,7 +25,11 @@ case "$(/usr/bin/systemctl is-system-running 2>/dev/null)" in
     stopping) exit 0 ;;
 esac
 [ "$st" = 0 ] || claim "$st"
+# This app succeeded: end the pod once every app has a status, with the first failure's code
+# (another reaper may get here first, with the same answer).
+code=0
 while read -r other; do
     [ -e "/rkt/status/$other" ] || exit 0
+    [ "$code" != 0 ] || code=$(cat "/rkt/status/$other")
 done < /rkt/apps
-claim 0
+claim "$code"

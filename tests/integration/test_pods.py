@@ -105,21 +105,43 @@ def _start_sleeper(env: Rkt, aci: Path, *extra: str) -> tuple[subprocess.Popen[s
     p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh",
                   "--", "-c", "echo started; exec sleep 600", *extra)
     uuid = wait_file(uf)
-    assert wait_for(lambda: "state=running" in env("status", uuid, check=False).stdout, 30)
+    st = env("status", "--wait-ready=30s", uuid).stdout
+    assert "state=running" in st, st
     return p, uuid
+
+
+def _peek(p: subprocess.Popen[str]) -> str:
+    """What a running `rkt run` printed so far (non-blocking read of its stdout)."""
+    import os
+    import select
+
+    assert p.stdout is not None
+    fd = p.stdout.fileno()
+    os.set_blocking(fd, False)
+    chunks = []
+    while select.select([fd], [], [], 0)[0]:
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        chunks.append(data.decode())
+    _peek.seen = getattr(_peek, "seen", "") + "".join(chunks)  # type: ignore[attr-defined]
+    return _peek.seen  # type: ignore[attr-defined,no-any-return]
 
 
 def test_running_pod_is_a_machine_unit_and_journal(env: Rkt, aci: Path) -> None:
     p, uuid = _start_sleeper(env, aci)
     machine, unit = f"rkt-{uuid}", f"rkt-{uuid}.service"
     try:
+        # the app's output, in the pod's own journal under the app's name
+        assert wait_for(lambda: "started" in sh("journalctl", "-M", machine, "-t", "busybox",
+                                                "--no-pager", "-o", "cat", check=False).stdout)
         ml = sh("machinectl", "list", "--no-legend").stdout
         assert re.search(rf"^{machine}\s+container\s+rkt", ml, re.M), ml
         st = sh("systemctl", "status", "--no-pager", "-l", unit, check=False).stdout
         assert "busybox.service" in st and "payload" in st and "supervisor" in st, st
-        assert "systemd-nspawn" in st
-        assert wait_for(lambda: "started" in sh("journalctl", "-M", machine, "-t", "busybox",
-                                                "--no-pager", "-o", "cat", check=False).stdout)
+        assert "init.scope" in st and "systemd-nspawn" in st and "sleep 600" in st, st
+        # the app's output also reached the caller of `rkt run`
+        assert wait_for(lambda: "started" in _peek(p))
         jl = sh("journalctl", "-u", unit, "--no-pager", check=False).stdout
         assert "rkt pod" in jl or "Started" in jl, jl
         status = env("status", uuid).stdout.splitlines()
@@ -178,17 +200,20 @@ def test_run_as_main_process_of_a_service_keeps_that_unit(env: Rkt, aci: Path) -
                  "--", "-c", "echo from-unit; exec sleep 600"))
     try:
         uuid = wait_file(uf)
-        assert wait_for(lambda: "state=running" in env("status", uuid, check=False).stdout, 30)
+        assert "state=running" in env("status", "--wait-ready=30s", uuid).stdout
         # no second unit: the pod lives in the caller's unit
         assert sh("systemctl", "is-active", f"rkt-{uuid}.service",
                   check=False).stdout.strip() != "active"
+        assert wait_for(lambda: "from-unit" in sh("journalctl", "-M", f"rkt-{uuid}", "-t",
+                                                  "busybox", "-o", "cat", "--no-pager",
+                                                  check=False).stdout)
         st = sh("systemctl", "status", "--no-pager", "-l", f"{unit}.service", check=False).stdout
         assert "busybox.service" in st and "sleep 600" in st, st
         ml = sh("machinectl", "list", "--no-legend").stdout
         assert f"rkt-{uuid}" in ml
-        assert wait_for(lambda: "from-unit" in sh("journalctl", "-M", f"rkt-{uuid}", "-t",
-                                                  "busybox", "-o", "cat", "--no-pager",
-                                                  check=False).stdout)
+        # the console (the pod's stdout) goes to the unit's journal
+        assert wait_for(lambda: "from-unit" in sh("journalctl", "-u", f"{unit}.service", "-o",
+                                                  "cat", "--no-pager", check=False).stdout)
         t0 = time.monotonic()
         sh("systemctl", "stop", f"{unit}.service")
         assert time.monotonic() - t0 < 15

@@ -62,3 +62,28 @@ def test_nspawn_argv_without_systemd_keeps_cgroup_and_skips_journal_link() -> No
 
 def test_nspawn_env_forces_cgroup2() -> None:
     assert nspawn_env()["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] == "1"
+
+
+def test_transient_unit_properties() -> None:
+    from pathlib import Path
+
+    from rktd_less.pod.launch import Launch, stage1_run_args, unit_properties
+
+    lx = Launch(uuid="u", poddir=Path("/d/pods/run/u"), entrypoint=Path("/t/rootfs/init"),
+                args=stage1_run_args("u", debug=True, net="host", interactive=False,
+                                     hostname=None))
+    assert lx.args == ("--debug", "--net=host", "u")
+    props = {n: (s, v) for n, s, v in unit_properties(lx, description="d", add_ref=True,
+                                                       pass_stdio=True, notify=False)}
+    assert props["Slice"] == ("s", "machine.slice")
+    assert props["Delegate"] == ("b", True)
+    assert props["Type"] == ("s", "exec")
+    assert props["ExecStart"] == ("a(sasb)", [["/t/rootfs/init",
+                                               ["/t/rootfs/init", "--debug", "--net=host", "u"],
+                                               False]])
+    assert props["StandardOutputFileDescriptor"] == ("h", 1)  # index into unix_fds
+    assert props["WorkingDirectory"] == ("s", "/d/pods/run/u")
+    detached = {n: v for n, _, v in unit_properties(lx, description="d", add_ref=False,
+                                                    pass_stdio=False, notify=True)}
+    assert detached["Type"] == "notify" and "AddRef" not in detached
+    assert "StandardInputFileDescriptor" not in detached
