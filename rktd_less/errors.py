@@ -12,8 +12,8 @@
     ├── Stage1Error          the stage1 image or its entrypoints
     └── SystemdError         systemd / machined refused or failed a request
 
-Each error has a one-line message and an optional hint (the fix), printed as
-``<verb>: <message>`` and, when present, ``<verb>: hint: <hint>``.
+Each error has a one-line message and an optional hint (the fix), printed on one line as
+``<verb>: <message> (<hint>)``.
 """
 
 from __future__ import annotations

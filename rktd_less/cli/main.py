@@ -152,9 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RktError as e:
         if debug:
             traceback.print_exc()
-        print(f"{verb}: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"{verb}: hint: {e.hint}", file=sys.stderr)
+        # One line: the problem, then the fix when there is one.
+        print(f"{verb}: {e.message}" + (f" ({e.hint})" if e.hint else ""), file=sys.stderr)
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130

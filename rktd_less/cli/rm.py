@@ -40,6 +40,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         else:
             failed = True
     if failed:
-        ctx.err("failed to remove one or more pods")
+        if len(uuids) > 1:
+            ctx.err("failed to remove one or more pods")
         return 254
     return 0

@@ -47,6 +47,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
             ctx.err(f"error stopping {text!r}: {e.message}")
             failed = True
     if failed:
-        ctx.err("failed to stop one or more pods")
+        if len(uuids) > 1:
+            ctx.err("failed to stop one or more pods")
         return 254
     return 0

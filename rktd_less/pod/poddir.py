@@ -103,13 +103,13 @@ def resolve(paths: Paths, text: str) -> PodRef:
     if is_full_uuid(t):
         ref = find(paths, t)
         if ref is None:
-            raise NotFound(f"no matches found for {text!r}", hint="see `rkt list` for pods")
+            raise NotFound(f'no matches found for "{text}"', hint="see `rkt list` for pods")
         return ref
     matches = [p for p in all_pods(paths) if p.uuid.startswith(t)]
     if not matches:
-        raise NotFound(f"no matches found for {text!r}", hint="see `rkt list` for pods")
+        raise NotFound(f'no matches found for "{text}"', hint="see `rkt list` for pods")
     if len(matches) > 1:
-        raise Ambiguous(f"ambiguous UUID {text!r}: matches {len(matches)} pods",
+        raise Ambiguous(f'ambiguous UUID "{text}": matches {len(matches)} pods',
                         hint="type more characters of the UUID")
     return matches[0]
 

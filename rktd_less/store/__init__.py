@@ -11,17 +11,20 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..appc.manifest import ImageManifest, parse_image_manifest
 from ..errors import Ambiguous, NotFound, StoreError
 from ..ids import normalize_image_id_prefix
 from ..paths import Paths
-from . import blobs
 from .index import AciRow, Index, Remote
 from .lock import atomic_write, flocked, fsync_dir, makedirs
-from .tree import TreeStore, dependency_list
+
+if TYPE_CHECKING:  # imported when first used: listing images needs neither
+    from .blobs import Decompressed
+    from .tree import TreeStore
 
 __all__ = ["ImageInfo", "Remote", "Store"]
 
@@ -42,11 +45,16 @@ class Store:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
         self.index = Index(paths.db)
-        self.trees = TreeStore(paths, self, on_rendered=self.index.set_tree_size)
         self._manifests: dict[str, ImageManifest] = {}  # a key's manifest never changes
 
     def close(self) -> None:
         self.index.close()
+
+    @cached_property
+    def trees(self) -> TreeStore:
+        from .tree import TreeStore
+
+        return TreeStore(self.paths, self, on_rendered=self.index.set_tree_size)
 
     def _exists(self) -> bool:
         return self.paths.db.exists()
@@ -57,6 +65,8 @@ class Store:
 
         Idempotent; on any error the store is left as it was.
         """
+        from . import blobs
+
         label = str(src) if isinstance(src, Path) else str(getattr(src, "name", "<stream>"))
         for d in (self.paths.cas_tmp, self.paths.blob_dir, self.paths.manifest_dir,
                   self.paths.cas_locks):
@@ -71,7 +81,7 @@ class Store:
             dec.path.unlink(missing_ok=True)  # already renamed away on success
         return dec.key
 
-    def _commit(self, dec: blobs.Decompressed, raw_manifest: bytes, manifest: ImageManifest,
+    def _commit(self, dec: Decompressed, raw_manifest: bytes, manifest: ImageManifest,
                 latest: bool) -> None:
         key = dec.key
         blob, mfile = self.paths.blob(key), self.paths.image_manifest(key)
@@ -171,6 +181,8 @@ class Store:
     # --- trees ------------------------------------------------------------------------------
     def render(self, key: str) -> str:
         """Make sure the tree of ``key`` (with its dependencies) is rendered; its tree ID."""
+        from .tree import dependency_list
+
         layers = dependency_list(self, key)
         self.index.touch([lay.key for lay in layers])
         return self.trees.render(key, layers)

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers.aci import build_aci
 
+from tests.helpers.aci import build_aci
 from tests.integration.rktenv import Rkt, destroy, new_env, sh, wait_file, wait_for
 
 pytestmark = pytest.mark.integration
