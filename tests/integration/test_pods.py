@@ -169,7 +169,12 @@ def test_stop_rm_and_gc(env: Rkt, aci: Path) -> None:
     assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 10)
     again = env("stop", uuid, check=False)
     assert again.returncode == 254 and "already stopped" in again.stderr
+    journal_link = Path("/var/log/journal") / uuid.replace("-", "")
+    assert journal_link.is_symlink()  # nspawn --link-journal=try-guest
     assert env("rm", uuid).stdout.strip() == f'"{uuid}"'
+    assert not journal_link.is_symlink()  # stage1 gc unlinked it
+    assert uuid not in Path("/proc/self/mountinfo").read_text()
+    assert not list(env.data.glob(f"pods/*/{uuid}"))
     gone = env("status", uuid, check=False)
     assert gone.returncode == 254 and "no matches found" in gone.stderr
     # gc: mark, then sweep with no grace period
@@ -180,6 +185,7 @@ def test_stop_rm_and_gc(env: Rkt, aci: Path) -> None:
     assert f'moving pod "{u2}" to garbage' in cp.stderr
     assert f'Garbage collecting pod "{u2}"' in cp.stdout
     assert not list(env.data.glob(f"pods/*/{u2}"))
+    assert u2[:8] not in env("list").stdout
 
 
 def test_gc_respects_grace_period(env: Rkt, aci: Path) -> None:

@@ -240,10 +240,16 @@ def _render_in_child(data_dir: str, key: str, barrier: Any, log: str) -> None:
         return orig(self, tree_id, layers)
 
     TreeStore._build = counting  # type: ignore[method-assign]
-    store = Store(Paths(Path(data_dir)))
-    barrier.wait()
-    tid = store.render(key)
-    assert (store.tree_rootfs(tid) / "bin" / "busybox").is_file()
+    try:
+        store = Store(Paths(Path(data_dir)))
+        barrier.wait()
+        tid = store.render(key)
+        assert (store.tree_rootfs(tid) / "bin" / "busybox").is_file()
+    except BaseException:
+        import traceback
+        with open("/tmp/child-errors.txt", "a") as f:
+            f.write(traceback.format_exc())
+        raise
 
 
 def test_concurrent_renders_build_one_tree(tmp_path: Path) -> None:
