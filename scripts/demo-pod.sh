@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RKT=(.venv/bin/rkt --dir="${RKT_DEMO_DIR:-${RKT_TEST_SCRATCH:-/var/tmp}/rktd-less-demo}")
-work=$(mktemp -d)
+work=$(mktemp -d -p "${RKT_TEST_SCRATCH:-/var/tmp}")
 trap 'rm -rf "$work"' EXIT
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-.venv/bin/python -m tests.helpers.aci "$work/busybox.aci"
+.venv/bin/python scripts/make-busybox-aci "$work/busybox.aci" >/dev/null
 
 step rkt fetch --insecure-options=image busybox.aci
 "${RKT[@]}" fetch --insecure-options=image "$work/busybox.aci"

@@ -20,5 +20,10 @@ apt-get install -y -qq systemd systemd-container dbus busybox-static libsystemd-
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# pip's own chatter goes to a log, shown only when the install fails.
+if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >.venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    echo "install.sh: pip install failed" >&2
+    exit 1
+fi
 echo "install.sh: ready: $(.venv/bin/rkt version | head -1)"

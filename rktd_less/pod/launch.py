@@ -12,6 +12,7 @@ Three ways, picked by :func:`choose_mode`:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from ..errors import SystemdError
 from ..ids import unit_name
+
+log = logging.getLogger("rktd_less.launch")
 
 
 class Mode(StrEnum):
@@ -113,7 +116,10 @@ def exec_stage1(launch: Launch, lock_fd: int, debug: bool) -> None:
 
     os.set_inheritable(lock_fd, True)
     os.chdir(launch.poddir)
-    env = proc.clean_env({"RKT_LOCK_FD": str(lock_fd)})
+    extra = {"RKT_LOCK_FD": str(lock_fd)}
+    if "NOTIFY_SOCKET" in os.environ:  # a Type=notify unit running rkt: nspawn tells it READY
+        extra["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
+    env = proc.clean_env(extra)
     proc.exec_([str(launch.entrypoint), *launch.args], env)
 
 
@@ -150,6 +156,7 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
         if st is None:
             raise SystemdError(f"unit {unit} disappeared",
                                hint=f"see `journalctl -u {unit}`")
+        log.debug("unit %s ended: %s", unit, st)
         return _exit_status(st.exec_main_code, st.exec_main_status)
     finally:
         sd.close()

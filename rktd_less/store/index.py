@@ -7,6 +7,7 @@ instead of failing. Times are UNIX seconds (float).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS remote (aciurl TEXT PRIMARY KEY, sigurl TEXT, etag TEXT,"
     " blobkey TEXT, cachemaxage INTEGER, downloadtime REAL)",
 )
+_INHERITED: list[sqlite3.Connection] = []
 _ACI_COLS = "blobkey, name, importtime, lastused, latest, size, treestoresize"
 
 
@@ -66,10 +68,17 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self._pid = 0
 
     # --- connection ---------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid != os.getpid():
+            # A forked child must not use (or close: POSIX locks are per process) the
+            # parent's connection: keep it alive, unused, and open its own.
+            _INHERITED.append(self._conn)
+            self._conn = None
         if self._conn is None:
+            self._pid = os.getpid()
             makedirs(self.path.parent)
             try:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -97,7 +106,8 @@ class Index:
                                  hint="use a newer rkt")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def _error(self, e: sqlite3.Error) -> StoreError:
@@ -113,7 +123,8 @@ class Index:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # sqlite rolls back by itself on some errors
+                    conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
             raise self._error(e) from e

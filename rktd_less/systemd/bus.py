@@ -133,10 +133,11 @@ class Systemd:
         path = await self.unit_path(unit)
         if path is None:
             return None
-        (props,) = await self._call(SD, path, PROPS, "GetAll", "s",
-                                    ["org.freedesktop.systemd1.Service"])
+        # Unit first: once it says inactive, the Service's exit status read after it is final.
         (uprops,) = await self._call(SD, path, PROPS, "GetAll", "s",
                                      ["org.freedesktop.systemd1.Unit"])
+        (props,) = await self._call(SD, path, PROPS, "GetAll", "s",
+                                    ["org.freedesktop.systemd1.Service"])
         return UnitStatus(
             active_state=uprops["ActiveState"].value, sub_state=uprops["SubState"].value,
             result=props["Result"].value, exec_main_code=props["ExecMainCode"].value,
@@ -154,11 +155,15 @@ class Systemd:
         try:
             while True:
                 st = await self.status(unit)
-                if st is None or st.active_state in ("inactive", "failed"):
+                if st is None:
+                    return None
+                # ExecMainCode stays 0 until systemd has reaped the main process.
+                if st.active_state in ("inactive", "failed") and (
+                        st.exec_main_code != 0 or st.main_pid == 0):
                     return st
                 ev.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ev.wait(), timeout=1.0)
+                    await asyncio.wait_for(ev.wait(), timeout=0.2)
         finally:
             self._prop_events.pop(path, None)
 
