@@ -157,14 +157,14 @@ def run(args: list[str]) -> int:
     # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
     # nspawn in place, so that is us.
     _write(poddir / "ppid", f"{os.getpid()}\n")
-    env = nspawn_env(debug)
+    ns_env = nspawn_env(debug)
     if "NOTIFY_SOCKET" in os.environ:  # --notify-ready=yes forwards the pod's READY=1 there
-        env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
+        ns_env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
     os.environ.clear()
     del lock_fd  # stays open (inheritable) across exec: the pod is running while nspawn lives
     if debug:
         print("stage1: exec " + " ".join(argv), file=sys.stderr)
-    os.execve(argv[0], argv, env)
+    os.execve(argv[0], argv, ns_env)
     return 1  # not reached
 
 
