@@ -9,6 +9,7 @@ from ..errors import PodError
 from ..pod import poddir
 from .context import Context
 from .flags import Flag, Kind
+from .output import manifest_json
 from .status import uuid_arg
 
 SHORT = "Inspect and print the pod manifest"
@@ -25,6 +26,5 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         manifest = json.loads((ref.path / "pod").read_bytes())
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{ref.uuid}" has no readable manifest') from e
-    ctx.out(json.dumps(manifest, indent="\t") if values["pretty-print"]
-            else json.dumps(manifest, separators=(",", ":")))
+    ctx.out(manifest_json(manifest, values["pretty-print"]))
     return 0

@@ -10,7 +10,7 @@ from ..ids import short_id
 from ..store import Store
 from .context import Context
 from .flags import Flag, Kind
-from .output import dump_json, full_time, human_bytes, human_time, ns, table
+from .output import dump_json, full_time, human_bytes, human_time, manifest_json, ns, table
 
 SHORT = "Operate on image(s) in the local store"
 USAGE = """Usage:
@@ -90,7 +90,6 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
             raise UsageError("expected exactly one image")
         store = Store(ctx.paths)
         data = json.loads(store.manifest_bytes(_resolve(store, rest[0])))
-        ctx.out(json.dumps(data, indent="\t") if values["pretty-print"]
-                else json.dumps(data, separators=(",", ":")))
+        ctx.out(manifest_json(data, values["pretty-print"]))
         return 0
     raise UsageError(f'unknown image subcommand "{sub}"', hint="rkt image list|cat-manifest")

@@ -78,6 +78,11 @@ def ns(ts: float | None) -> int | None:
     return None if ts is None else int(ts * 1_000_000_000)
 
 
+def manifest_json(obj: Any, pretty: bool) -> str:
+    """cat-manifest output: tab-indented (rkt's --pretty-print) or compact."""
+    return json.dumps(obj, indent="\t") if pretty else json.dumps(obj, separators=(",", ":"))
+
+
 def dump_json(obj: Any, fmt: str) -> str:
     if fmt == "json-pretty":
         return json.dumps(obj, indent="\t")

@@ -121,6 +121,3 @@ def main_raw(args: list[str], spec: dict[str, Flag],
     launch.exec_stage1(lx, embryo.fd, ctx.debug)
     return 254  # not reached
 
-
-def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
-    raise NotImplementedError  # run parses raw arguments (RAW_ARGS)

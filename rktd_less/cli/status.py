@@ -93,6 +93,16 @@ def _wait(ctx: Context, ref: PodRef, wait: str, what: str,
         time.sleep(0.05)
 
 
+def uuid_args(values: dict[str, Any], args: list[str]) -> list[str]:
+    """Pods named on the command line and/or in ``--uuid-file`` (stop, rm)."""
+    uuids = list(args)
+    if values.get("uuid-file"):
+        uuids.append(uuid_arg(values, []))
+    if not uuids:
+        raise UsageError("expected at least one pod UUID")
+    return uuids
+
+
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     ref = poddir.resolve(ctx.paths, uuid_arg(values, args))
     ref = _wait(ctx, ref, values["wait"], "exit", _exited)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RktError, UsageError
+from ..errors import RktError
 from ..pod import poddir, stage1call
 from ..pod.state import PodState
 from .context import Context
 from .flags import Flag, Kind
+from .status import uuid_args
 
 SHORT = "Stop a pod"
 USAGE = "Usage:\n  rkt stop [--force] [--uuid-file=FILE] UUID ..."
@@ -20,13 +21,7 @@ FLAGS: dict[str, Flag] = {
 
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     ctx.require_root()
-    uuids = list(args)
-    if values["uuid-file"]:
-        from .status import uuid_arg
-
-        uuids.append(uuid_arg(values, []))
-    if not uuids:
-        raise UsageError("expected at least one pod UUID")
+    uuids = uuid_args(values, args)
     failed = False
     for text in uuids:
         try:

@@ -85,26 +85,13 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
     return props
 
 
-def _cgroup_unit() -> str | None:
-    try:
-        text = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        path = line.split(":", 2)[-1].rstrip("/")
-        last = path.rsplit("/", 1)[-1]
-        if last.endswith(".service"):
-            return last
-    return None
-
-
 def choose_mode() -> Mode:
+    from ..host.cgroup import own_service
     from ..systemd import bus
 
     if not bus.available():
         return Mode.NO_SYSTEMD
-    unit = _cgroup_unit()
-    if unit is not None and os.getppid() == 1:
+    if own_service() is not None and os.getppid() == 1:
         # Our parent is systemd and we sit in a service's cgroup: we are its main process.
         return Mode.KEEP_UNIT
     return Mode.UNIT

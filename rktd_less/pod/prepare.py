@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..ids import short_id
 
 STAGE1_ANN_PREFIX = "coreos.com/rkt/stage1/"
 
@@ -172,5 +171,3 @@ def display_name(manifest: dict[str, Any]) -> str:
     v = image_label(manifest, "version")
     return _image_name(manifest) + (f":{v}" if v else "")
 
-
-__all__ = ["AppRequest", "PodPlan", "ResolvedApp", "pod_manifest", "short_id", "write_pod_dir"]

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RktError
+from ..host.cgroup import own_service
 from ..ids import machine_id, machine_name
+from ..pod.info import is_ready
 from . import apps as appmod
 from . import units
 from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
@@ -38,20 +40,6 @@ def _opts(args: list[str]) -> tuple[dict[str, str], str]:
         k, _, v = a[2:].partition("=")
         opts[k] = v or "true"
     return opts, args[-1]
-
-
-def _in_service() -> bool:
-    """True when this process lives in a systemd service's cgroup (transient pod unit or a
-    unit whose ExecStart is rkt): nspawn must then keep that unit (``--keep-unit``)."""
-    try:
-        text = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        path = line.split(":", 2)[2] if line.count(":") >= 2 else ""
-        if path.rstrip("/").endswith(".service"):
-            return True
-    return False
 
 
 def _systemd_booted() -> bool:
@@ -151,7 +139,9 @@ def run(args: list[str]) -> int:
     _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
 
     plan = NspawnPlan(uuid=uuid, root=str(root), hostname=hostname, interactive=interactive,
-                      register=_systemd_booted(), keep_unit=_in_service(),
+                      register=_systemd_booted(),
+                      # in the pod's transient unit, or a unit whose ExecStart is rkt
+                      keep_unit=own_service() is not None,
                       private_network=(net == "none"), debug=debug)
     argv = nspawn_argv(plan)
     # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
@@ -168,15 +158,6 @@ def run(args: list[str]) -> int:
     return 1  # not reached
 
 
-def _ready(poddir: Path) -> bool:
-    try:
-        tree = (poddir / "stage1TreeStoreID").read_text().strip()
-        return os.readlink(poddir / "overlay" / tree / "upper" / "rkt" / "supervisor-status") \
-            == "ready"
-    except OSError:
-        return False
-
-
 def stop(args: list[str]) -> int:
     opts, _uuid = _opts(args)
     poddir = Path.cwd()
@@ -185,7 +166,7 @@ def stop(args: list[str]) -> int:
         # A halt request reaches the pod's systemd only once it handles signals: give a pod
         # that is still booting a moment to come up (bounded; --force does not wait).
         deadline = time.monotonic() + 10
-        while not _ready(poddir) and time.monotonic() < deadline:
+        while not is_ready(poddir) and time.monotonic() < deadline:
             time.sleep(0.05)
     try:
         pid = int((poddir / "ppid").read_text().strip())
