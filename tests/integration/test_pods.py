@@ -54,6 +54,14 @@ def test_run_echo_prints_and_exits_zero(env: Rkt, aci: Path) -> None:
     assert cp.stdout == "hello\n", (cp.stdout, cp.stderr)
 
 
+def test_run_relays_stdout_and_stderr_raw(env: Rkt, aci: Path) -> None:
+    # the pod console merges both streams, as rkt's did; bytes pass unchanged (no \r\n)
+    cp = env("run", INSECURE, str(aci), "--exec", "/bin/sh", "--", "-c",
+             "echo out; echo err >&2; printf 'a\\tb\\n'", input="")
+    assert cp.stdout == "out\nerr\na\tb\n", repr(cp.stdout)
+    assert cp.returncode == 0
+
+
 def test_run_uses_image_exec_by_default(env: Rkt, aci: Path) -> None:
     assert env("run", INSECURE, str(aci)).stdout == "image default\n"
 
