@@ -10,7 +10,9 @@
     ├── StoreError           the image store cannot do what was asked
     ├── PodError             a pod in the wrong state for the request
     ├── Stage1Error          the stage1 image or its entrypoints
-    └── SystemdError         systemd / machined refused or failed a request
+    ├── SystemdError         systemd / machined refused or failed a request
+    ├── FetchError           downloads and discovery: HTTP, TLS, redirects, sizes
+    └── TrustError           keys and signatures: untrusted, bad or missing signature
 
 Each error has a one-line message and an optional hint (the fix), printed on one line as
 ``<verb>: <message> (<hint>)``.
@@ -70,4 +72,12 @@ class Stage1Error(RktError):
 
 
 class SystemdError(RktError):
+    pass
+
+
+class FetchError(RktError):
+    pass
+
+
+class TrustError(RktError):
     pass
