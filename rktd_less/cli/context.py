@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigDirs, Insecure
 from ..errors import PermissionDenied
+from ..fetch.images import FetchSettings
 from ..paths import Paths
 
 
@@ -25,6 +26,13 @@ class Context:
 
     def err(self, line: str) -> None:
         print(f"{self.verb}: {line}", file=sys.stderr, flush=True)
+
+    def fetch_settings(self, pull_policy: str) -> FetchSettings:
+        from ..fetch.images import check_policy
+
+        return FetchSettings(insecure=self.insecure, config=self.config,
+                             trust_keys_from_https=self.trust_keys_from_https,
+                             pull_policy=check_policy(pull_policy))
 
     def require_root(self) -> None:
         if os.geteuid() != 0:

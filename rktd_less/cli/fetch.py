@@ -23,10 +23,9 @@ FLAGS: dict[str, Flag] = {
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     if not args:
         raise UsageError("expected at least one image", hint=USAGE.splitlines()[-1].strip())
-    if values["pull-policy"] not in ("never", "new", "update"):
-        raise UsageError(f'invalid pull policy "{values["pull-policy"]}"')
+    settings = ctx.fetch_settings(values["pull-policy"])
     store = Store(ctx.paths)
     for img in args:
-        key = resolve_image(store, img, ctx.insecure, values["pull-policy"], values["signature"])
+        key = resolve_image(store, img, settings, values["signature"])
         ctx.out(key if values["full"] else fetch_id(key))
     return 0

@@ -32,6 +32,7 @@ GLOBAL_FLAGS: dict[str, Flag] = {
 VERBS = {
     "run": "run",
     "fetch": "fetch",
+    "trust": "trust",
     "list": "list_",
     "status": "status",
     "stop": "stop",

@@ -45,9 +45,6 @@ FLAGS: dict[str, Flag] = {
 
 
 def _check(values: dict[str, Any], n_apps: int) -> None:
-    if values["pull-policy"] not in ("never", "new", "update"):
-        raise UsageError(f'invalid pull policy "{values["pull-policy"]}"',
-                         hint="use one of never, new, update")
     if values["net"] not in ("host", "none"):
         raise UsageError(f'network "{values["net"]}" is not available yet',
                          hint="use --net=host or --net=none")
@@ -85,13 +82,14 @@ def main_raw(args: list[str], spec: dict[str, Flag],
     ctx = make_ctx(parsed.pod)
     values = parsed.pod
     _check(values, len(parsed.apps))
+    settings = ctx.fetch_settings(values["pull-policy"])
     ctx.require_root()
     from ..store import Store
 
     store = Store(ctx.paths)
     resolved = []
     for req in parsed.apps:
-        key = resolve_image(store, req.image, ctx.insecure, values["pull-policy"], None)
+        key = resolve_image(store, req.image, settings, req.signature)
         resolved.append(ResolvedApp(request=req, key=key,
                                     manifest=json.loads(store.manifest_bytes(key))))
     embryo, entrypoint = prepare_pod(ctx, values, resolved, store)

@@ -44,7 +44,8 @@ def _app(image: str, v: Mapping[str, Any], args: list[str] | None) -> AppRequest
         image=image, name=v["name"], exec_=v["exec"],
         args=tuple(args) if args is not None else None,
         user=v["user"], group=v["group"], working_dir=v["working-dir"],
-        environment=_env_pairs(v["environment"]), readonly_rootfs=v["readonly-rootfs"])
+        environment=_env_pairs(v["environment"]), readonly_rootfs=v["readonly-rootfs"],
+        signature=v["signature"])
 
 
 def parse_run(pod_spec: Mapping[str, Flag], args: Sequence[str]) -> RunArgs:

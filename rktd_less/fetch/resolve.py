@@ -7,10 +7,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Insecure
 from ..errors import ImageError, NotFound, UsageError
 from ..ids import looks_like_image_id
 from ..stage1.image import host_arch
+from .images import FetchSettings
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -53,42 +53,40 @@ def parse_name(text: str) -> tuple[str, dict[str, str]]:
     return name, labels
 
 
-def import_file(store: Store, path_text: str, insecure: Insecure,
-                signature: str | None = None) -> str:
-    path = Path(path_text[len("file://"):] if path_text.startswith("file://") else path_text)
-    if not path.exists():
-        raise NotFound(f'image file "{path}" not found')
-    if not path.is_file():
-        raise ImageError(f'"{path}" is not a file')
-    if not insecure.skip_image():
-        sig = Path(signature) if signature else Path(str(path) + ".asc")
-        if not sig.exists():
-            raise ImageError(f'error opening signature file "{sig}": no such file',
-                             hint="pass --signature FILE, or --insecure-options=image to skip "
-                                  "verification")
-        raise ImageError("signature verification is not available in this build yet",
-                         hint="use --insecure-options=image for images you trust")
-    return store.import_aci(path)
-
-
-def resolve_image(store: Store, text: str, insecure: Insecure, pull_policy: str = "new",
+def resolve_image(store: Store, text: str, settings: FetchSettings,
                   signature: str | None = None) -> str:
+    """The store key of an image argument, fetching (and verifying) it as the pull policy says:
+    ``new`` uses the store first, ``update`` always asks the remote, ``never`` only the store."""
+    from .images import Fetcher
+
     kind = classify(text)
+    fetcher = Fetcher(store, settings)
     if kind == ImageKind.HASH:
         return store.resolve_id(text)
     if kind == ImageKind.FILE:
-        return import_file(store, text, insecure, signature)
+        path = text[len("file://"):] if text.startswith("file://") else text
+        return fetcher.from_file(Path(path), signature)
     if kind == ImageKind.DOCKER:
         raise ImageError(f'cannot fetch "{text}": docker images are not supported yet')
     if kind == ImageKind.URL:
-        raise ImageError(f'cannot fetch "{text}": remote images are not supported yet',
-                         hint="download it and pass the local file")
+        if settings.pull_policy == "never":
+            remote = store.index.get_remote(text)
+            if remote is None or store.index.get(remote.key) is None:
+                raise NotFound(f'image "{text}" not found in the store (pull policy never)')
+            return remote.key
+        if text.startswith("http://") and "http" not in settings.insecure.options:
+            raise UsageError(f'refusing to fetch "{text}" over plain http',
+                             hint="use https, or --insecure-options=http")
+        return fetcher.from_url(text, signature)
     name, labels = parse_name(text)
     # rkt looks images up for the host's os and arch unless asked otherwise.
     labels.setdefault("os", "linux")
     labels.setdefault("arch", host_arch())
-    key = store.find_by_name(name, labels) if pull_policy != "update" else None
-    if key is None:
-        raise NotFound(f'image "{text}" not found in the store',
-                       hint="fetch it first (`rkt fetch FILE`), or name a local .aci file")
-    return key
+    if settings.pull_policy != "update":
+        key = store.find_by_name(name, labels)
+        if key is not None:
+            return key
+        if settings.pull_policy == "never":
+            raise NotFound(f'image "{text}" not found in the store',
+                           hint="fetch it first, or use --pull-policy=new")
+    return fetcher.from_name(name, labels, latest="version" not in labels)

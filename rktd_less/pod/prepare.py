@@ -27,6 +27,7 @@ class AppRequest:
     working_dir: str | None = None
     environment: tuple[tuple[str, str], ...] = ()
     readonly_rootfs: bool = False
+    signature: str | None = None
 
 
 @dataclass(frozen=True)

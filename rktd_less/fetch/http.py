@@ -1,0 +1,493 @@
+"""HTTP(S) client for images, signatures, keys and discovery pages: the only aiohttp user.
+
+Sync entry points (``asyncio.run`` inside) over one aiohttp session per call:
+
+- ``get_bytes``: small bodies (discovery pages, public keys), size-capped.
+- ``download``: an ACI or signature streamed to a file the caller chose, resumable across runs
+  (HTTP Range + If-Range against a sidecar holding the resource's validator), conditional on a
+  cached ETag (``If-None-Match`` -> 304), with rkt's progress bar on a terminal.
+
+Redirects are followed here, hop by hop, so that every hop is checked: plain ``http://`` only
+with ``--insecure-options=http``, and auth.d headers only for the host they were configured for
+(never carried to another host by a redirect). Certificates are checked against the system
+store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` read at call time) plus ``HttpOptions.ca_file``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import ipaddress
+import json
+import os
+import ssl
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from .. import __version__
+from ..config import ConfigDirs, Insecure, load_auth
+from ..errors import FetchError
+from .progress import Progress
+
+if TYPE_CHECKING:
+    from ..cli.context import Context
+
+MAX_REDIRECTS = 10
+CHUNK = 1 << 18
+MAX_DEFERRED_WAIT = 30.0
+_REDIRECTS = (301, 302, 303, 307, 308)
+TLS_HINT = "pass --insecure-options=tls to accept any certificate"
+HTTP_HINT = "pass --insecure-options=http to allow plain HTTP"
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    insecure_tls: bool = False
+    allow_http: bool = False
+    # auth.d: request headers per host ("host" or "host:port"), see config.load_auth.
+    auth: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    progress: bool = False
+    user_agent: str = f"rktd-less/{__version__}"
+    # An extra CA bundle trusted on top of the system store.
+    ca_file: str | None = None
+    # Hosts configured with an auth type this engine cannot produce (aws): host -> type.
+    unsupported_auth: Mapping[str, str] = field(default_factory=dict)
+    # Appended to the host of discovery URLs (rkt's discovery "port" knob, for tests).
+    discovery_port: int | None = None
+    connect_timeout: float = 30.0
+    read_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    status: int  # 200 (downloaded, possibly resumed) or 304 (not modified)
+    etag: str | None
+    max_age: int | None  # Cache-Control max-age in seconds; 0 for no-cache/no-store
+    final_url: str
+    path: Path
+    size: int = 0
+    resumed_from: int = 0  # bytes already on disk that the server let us continue from
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """202 Accepted: rkt's deferred signature, not ready yet."""
+
+    retry_after: float | None
+
+
+class _TooBig(FetchError):
+    """Over the caller's limit: not a partial worth keeping."""
+
+
+class HttpStatusError(FetchError):
+    """A non-2xx answer; ``status`` lets discovery walk up the name on 4xx."""
+
+    def __init__(self, message: str, status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+def options_from(ctx_insecure: Insecure, config: ConfigDirs,
+                 progress: bool | None = None) -> HttpOptions:
+    auth = load_auth(config)
+    if progress is None:
+        progress = sys.stderr is not None and sys.stderr.isatty()
+    return HttpOptions(insecure_tls="tls" in ctx_insecure.options,
+                       allow_http="http" in ctx_insecure.options,
+                       auth=auth.headers, unsupported_auth=auth.unsupported, progress=progress)
+
+
+def options_for(ctx: Context) -> HttpOptions:
+    return options_from(ctx.insecure, ctx.config)
+
+
+def _as_options(o: HttpOptions | Context) -> HttpOptions:
+    return o if isinstance(o, HttpOptions) else options_for(o)
+
+
+def parse_max_age(cache_control: str | None) -> int | None:
+    """Cache-Control max-age as rkt reads it (``getMaxAge``): no-cache/no-store -> 0."""
+    if cache_control is None:
+        return None
+    result: int | None = None
+    for part in cache_control.split(","):
+        attr, _, val = part.strip().partition("=")
+        attr = attr.strip().lower()
+        if attr in ("no-store", "no-cache"):
+            return 0
+        if attr == "max-age":
+            val = val.strip().strip('"')
+            if val.isdigit() and int(val) > 0:
+                result = int(val)
+    return result
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+# --- session ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _ssl_context(insecure: bool, ca_file: str | None, env: tuple[str | None, str | None]
+                 ) -> ssl.SSLContext:
+    del env  # part of the cache key only: the default paths are read from it at creation
+    if insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.create_default_context()
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise FetchError(f'cannot load CA file "{ca_file}": {e}') from None
+    return ctx
+
+
+def _ssl_for(opts: HttpOptions) -> ssl.SSLContext:
+    env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    return _ssl_context(opts.insecure_tls, opts.ca_file, env)
+
+
+@asynccontextmanager
+async def _session(opts: HttpOptions) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(ssl=_ssl_for(opts), limit=4)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=opts.connect_timeout,
+                                    sock_read=opts.read_timeout)
+    # trust_env=False: no ~/.netrc credentials sneaking onto requests; proxies come from
+    # _proxy_for instead.
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                     auto_decompress=False,
+                                     headers={"User-Agent": opts.user_agent,
+                                              "Accept-Encoding": "identity"}) as session:
+        yield session
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _proxy_for(url: str) -> str | None:
+    """Proxy from the environment, like Go's ProxyFromEnvironment (loopback never proxied)."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not proxies or _is_loopback(host) or urllib.request.proxy_bypass(host):
+        return None
+    return proxies.get(parts.scheme)
+
+
+def _auth_headers(url: str, opts: HttpOptions) -> Mapping[str, str]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    for key in (host_of(url).lower(), host):
+        if key in opts.unsupported_auth:
+            raise FetchError(f'auth type "{opts.unsupported_auth[key]}" configured for "{key}"'
+                             " is not supported")
+        if key in opts.auth:
+            return opts.auth[key]
+    return {}
+
+
+def _check_scheme(url: str, opts: HttpOptions) -> None:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https":
+        return
+    if scheme == "http":
+        if opts.allow_http:
+            return
+        raise FetchError(f"refusing plain HTTP for {url}", hint=HTTP_HINT)
+    raise FetchError(f'unsupported URL scheme in "{url}"', hint="use an https:// URL")
+
+
+def _connect_error(url: str, opts: HttpOptions, e: Exception) -> FetchError:
+    host = host_of(url)
+    if isinstance(e, aiohttp.ClientConnectorCertificateError):
+        cert = e.certificate_error
+        why = getattr(cert, "verify_message", None) or getattr(cert, "reason", None) or str(cert)
+        return FetchError(f"TLS certificate of {host} not accepted: {why}", hint=TLS_HINT)
+    if isinstance(e, aiohttp.ClientSSLError | ssl.SSLError):
+        reason = getattr(e, "reason", None) or getattr(getattr(e, "os_error", None), "reason",
+                                                       None) or str(e)
+        reason = str(reason).lower().replace("_", " ")
+        hint = None if opts.insecure_tls else TLS_HINT
+        if "wrong version number" in reason:
+            hint = "the server may speak plain HTTP; " + HTTP_HINT
+        return FetchError(f"TLS error talking to {host}: {reason}", hint=hint)
+    if isinstance(e, aiohttp.ClientConnectorError):
+        os_err = e.os_error
+        why = os_err.strerror or str(os_err)
+        return FetchError(f"cannot connect to {host}: {why}")
+    if isinstance(e, TimeoutError):
+        return FetchError(f"timed out talking to {host}")
+    if isinstance(e, aiohttp.InvalidURL):
+        return FetchError(f'invalid URL "{url}"')
+    return FetchError(f"GET {url}: {e or type(e).__name__}")
+
+
+def _status_error(url: str, resp: aiohttp.ClientResponse) -> HttpStatusError:
+    hint = None
+    if resp.status in (401, 403):
+        hint = f'configure credentials for "{host_of(url)}" in auth.d'
+    return HttpStatusError(f"GET {url}: {resp.status} {resp.reason or ''}".rstrip(),
+                           resp.status, hint)
+
+
+async def _open(session: aiohttp.ClientSession, url: str, opts: HttpOptions,
+                headers: Mapping[str, str]) -> tuple[aiohttp.ClientResponse, str]:
+    """GET ``url`` following redirects; each hop gets only its own host's auth headers."""
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        _check_scheme(current, opts)
+        hop = {**headers, **_auth_headers(current, opts)}
+        try:
+            resp = await session.request("GET", current, headers=hop, allow_redirects=False,
+                                         proxy=_proxy_for(current))
+        except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as e:
+            raise _connect_error(current, opts, e) from None
+        location = resp.headers.get("Location")
+        if resp.status in _REDIRECTS and location:
+            resp.release()
+            current = urljoin(current, location)
+            continue
+        return resp, current
+    raise FetchError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _body_error(url: str, e: Exception, got: int, partial: bool) -> FetchError:
+    what = "connection closed" if isinstance(e, aiohttp.ClientPayloadError) else (
+        "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__)
+    return FetchError(f"GET {url}: {what} after {got} bytes",
+                      hint="run the command again to resume the download" if partial else None)
+
+
+# --- small bodies ----------------------------------------------------------------------------
+async def _get_bytes(url: str, opts: HttpOptions, max_bytes: int) -> bytes:
+    async with _session(opts) as session:
+        resp, final = await _open(session, url, opts, {})
+        async with resp:
+            if not 200 <= resp.status < 300:
+                raise _status_error(final, resp)
+            too_big = FetchError(f"GET {final}: body larger than {max_bytes} bytes")
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise too_big
+            buf = bytearray()
+            try:
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    buf += chunk
+                    if len(buf) > max_bytes:
+                        raise too_big
+            except (aiohttp.ClientError, TimeoutError) as e:
+                raise _body_error(final, e, len(buf), partial=False) from None
+            if resp.content_length is not None and len(buf) < resp.content_length:
+                raise FetchError(f"GET {final}: connection closed after {len(buf)} of"
+                                 f" {resp.content_length} bytes")
+            return bytes(buf)
+
+
+def get_bytes(url: str, ctx: HttpOptions | Context, max_bytes: int) -> bytes:
+    """The whole body of ``url`` (2xx only), at most ``max_bytes``.
+
+    ``ctx`` is a CLI Context (options from its insecure flags and auth.d) or HttpOptions."""
+    return asyncio.run(_get_bytes(url, _as_options(ctx), max_bytes))
+
+
+# --- resumable downloads ---------------------------------------------------------------------
+def sidecar_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".meta")
+
+
+def _read_sidecar(dest: Path, url: str) -> str | None:
+    """The If-Range validator for continuing ``dest``, if it is a partial of ``url``."""
+    try:
+        meta = json.loads(sidecar_path(dest).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("url") != url:
+        return None
+    v = meta.get("validator")
+    return v if isinstance(v, str) and v else None
+
+
+def _validator(resp: aiohttp.ClientResponse) -> str | None:
+    # If-Range needs a strong validator: a strong ETag, else Last-Modified.
+    etag = resp.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("Last-Modified") or None
+
+
+def _write_sidecar(dest: Path, url: str, validator: str | None) -> None:
+    side = sidecar_path(dest)
+    if validator is None:
+        side.unlink(missing_ok=True)  # cannot prove identity later: never resume this one
+        return
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps({"url": url, "validator": validator}))
+    tmp.replace(side)
+
+
+def discard_partial(dest: Path) -> None:
+    dest.unlink(missing_ok=True)
+    sidecar_path(dest).unlink(missing_ok=True)
+
+
+def _content_range(value: str | None) -> tuple[int, int | None] | None:
+    """``bytes START-END/TOTAL`` -> (START, TOTAL or None)."""
+    if not value or not value.startswith("bytes "):
+        return None
+    span, _, total = value[6:].partition("/")
+    start, _, _end = span.partition("-")
+    try:
+        return int(start), (None if total.strip() == "*" else int(total))
+    except ValueError:
+        return None
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    raw = resp.headers.get("Retry-After", "")
+    return float(raw) if raw.strip().isdigit() else None
+
+
+@dataclass
+class _Request:
+    url: str
+    dest: Path
+    opts: HttpOptions
+    etag: str | None
+    label: str
+    max_bytes: int | None
+    stream: TextIO
+
+
+async def _download_once(session: aiohttp.ClientSession,
+                         r: _Request) -> DownloadResult | _Deferred | None:
+    """One attempt; ``None`` means "the partial was unusable and is gone, start over"."""
+    have = r.dest.stat().st_size if r.dest.exists() else 0
+    validator = _read_sidecar(r.dest, r.url) if have else None
+    if have and validator is None:
+        discard_partial(r.dest)
+        have = 0
+    headers: dict[str, str] = {}
+    if r.etag:
+        headers["If-None-Match"] = r.etag
+    if have and validator:
+        headers["Range"] = f"bytes={have}-"
+        headers["If-Range"] = validator
+    resp, final = await _open(session, r.url, r.opts, headers)
+    async with resp:
+        max_age = parse_max_age(resp.headers.get("Cache-Control"))
+        etag = resp.headers.get("ETag")
+        if resp.status == 304 and r.etag:
+            discard_partial(r.dest)  # the cached blob is current; a partial is of no use
+            return DownloadResult(304, etag or r.etag, max_age, final, r.dest)
+        if resp.status == 202:
+            return _Deferred(_retry_after(resp))
+        if resp.status == 416 and have:
+            discard_partial(r.dest)
+            return None
+        if resp.status == 206 and have:
+            cr = _content_range(resp.headers.get("Content-Range"))
+            if cr is None or cr[0] != have:
+                discard_partial(r.dest)
+                return None
+            start, total = have, cr[1]
+        elif resp.status == 200:
+            start, total = 0, resp.content_length
+        else:
+            raise _status_error(final, resp)
+        if r.max_bytes is not None and total is not None and total > r.max_bytes:
+            discard_partial(r.dest)
+            raise _TooBig(f"GET {final}: {total} bytes is more than the limit of"
+                          f" {r.max_bytes}")
+        _write_sidecar(r.dest, r.url, _validator(resp) or (validator if start else None))
+        progress = Progress(r.label, total, r.stream, start=start) if r.opts.progress else None
+        got = start
+        try:
+            with open(r.dest, "ab" if start else "wb") as f:
+                try:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        f.write(chunk)
+                        got += len(chunk)
+                        if r.max_bytes is not None and got > r.max_bytes:
+                            raise _TooBig(f"GET {final}: body larger than the limit of"
+                                          f" {r.max_bytes} bytes")
+                        if progress is not None:
+                            progress.update(len(chunk))
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    raise _body_error(final, e, got, partial=True) from None
+        except _TooBig:
+            discard_partial(r.dest)
+            raise
+        finally:
+            if progress is not None:
+                progress.finish()
+        if total is not None and got < total:
+            raise FetchError(f"GET {final}: connection closed after {got} of {total} bytes",
+                             hint="run the command again to resume the download")
+        sidecar_path(r.dest).unlink(missing_ok=True)
+        if etag is None and start and validator and validator.startswith('"'):
+            etag = validator  # a 206 need not repeat the ETag the partial was started with
+        return DownloadResult(200, etag, max_age, final, r.dest, size=got, resumed_from=start)
+
+
+async def _download(r: _Request, deferred_retry: float | None) -> DownloadResult:
+    async with _session(r.opts) as session:
+        for _ in range(3):
+            result = await _download_once(session, r)
+            if result is None:
+                continue  # partial discarded: one fresh GET
+            if isinstance(result, _Deferred):
+                if deferred_retry is None:
+                    break
+                wait = min(result.retry_after or deferred_retry, MAX_DEFERRED_WAIT)
+                deferred_retry = None
+                await asyncio.sleep(wait)
+                continue
+            return result
+        else:
+            raise FetchError(f"GET {r.url}: the server keeps rejecting the resumed download")
+    raise FetchError(f"GET {r.url}: 202 Accepted: not ready yet", hint="try again later")
+
+
+def download(url: str, dest: Path, opts: HttpOptions, *, etag: str | None = None,
+             label: str = "Downloading ACI", max_bytes: int | None = None,
+             deferred_retry: float | None = None, stream: TextIO | None = None
+             ) -> DownloadResult:
+    """Stream ``url`` into ``dest``, continuing a partial download left there by an earlier run.
+
+    ``dest`` should be a stable per-URL temp path (see ``partial_path``) so a later run finds
+    the partial; on success the caller moves it away (its ``.meta`` sidecar is already gone).
+    With ``etag``, a 304 answer downloads nothing. A 202 Accepted (rkt's deferred signature:
+    fetch the ACI first, then the signature) is retried once after ``deferred_retry`` seconds
+    (or the server's Retry-After, at most 30 s), else it is a FetchError. A truncated body
+    raises FetchError and keeps the partial for the next run.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    req = _Request(url, dest, opts, etag, label, max_bytes,
+                   stream if stream is not None else sys.stderr)
+    return asyncio.run(_download(req, deferred_retry))
+
+
+def partial_path(directory: Path, url: str) -> Path:
+    """A stable temp path for ``url`` under ``directory``, so reruns resume the same file."""
+    return directory / ("dl-" + hashlib.sha256(url.encode()).hexdigest()[:32] + ".part")
+
