@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigDirs, Insecure
 from ..errors import FetchError, ImageError, NotFound, TrustError, UsageError
+from ..stage1.image import host_arch
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -218,6 +219,8 @@ class Fetcher:
         for dep in manifest.get("dependencies", []) or []:
             dep_name = str(dep.get("imageName", ""))
             dep_labels = {str(lb["name"]): str(lb["value"]) for lb in dep.get("labels", []) or []}
+            dep_labels.setdefault("os", "linux")  # as for images named on the command line
+            dep_labels.setdefault("arch", host_arch())
             dep_key: str | None = None
             if dep.get("imageID"):
                 try:

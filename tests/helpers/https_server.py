@@ -170,12 +170,14 @@ class Server:
 
 
 @contextmanager
-def serve(certs: CertFiles | None = None) -> Iterator[Server]:
-    """Run a Server on 127.0.0.1 (HTTPS with ``certs``, else plain HTTP) until the block ends."""
+def serve(certs: CertFiles | None = None, port: int = 0) -> Iterator[Server]:
+    """Run a Server on 127.0.0.1 (HTTPS with ``certs``, else plain HTTP) until the block ends.
+    ``port`` 0 picks a free one; 443 (root, in the test bed's own network namespace) lets appc
+    discovery of names like ``localhost/hello`` reach it."""
     server = Server("https" if certs else "http")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     server.port = sock.getsockname()[1]
     ssl_ctx: ssl.SSLContext | None = None
     if certs is not None:

@@ -25,15 +25,25 @@ def scratch() -> Path:
 class Rkt:
     data: Path
     work: Path
+    extra_env: dict[str, str] | None = None  # the environment of every call unless given
+
+    @property
+    def local_config(self) -> Path:
+        return self.data.parent / "etc-rkt"
+
+    @property
+    def system_config(self) -> Path:
+        return self.data.parent / "usr-lib-rkt"
 
     def argv(self, *args: str) -> list[str]:
-        return [RKT, f"--dir={self.data}", *args]
+        return [RKT, f"--dir={self.data}", f"--local-config={self.local_config}",
+                f"--system-config={self.system_config}", *args]
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 120,
                  input: str | None = None, env: dict[str, str] | None = None
                  ) -> subprocess.CompletedProcess[str]:
         cp = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
-                            input=input, env=env,
+                            input=input, env=env if env is not None else self.extra_env,
                             stdin=None if input is not None else subprocess.DEVNULL)
         if check and cp.returncode != 0:
             raise AssertionError(f"rkt {' '.join(args)} exited {cp.returncode}\n"
