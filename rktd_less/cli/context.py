@@ -32,7 +32,7 @@ class Context:
 
         return FetchSettings(insecure=self.insecure, config=self.config,
                              trust_keys_from_https=self.trust_keys_from_https,
-                             pull_policy=check_policy(pull_policy))
+                             pull_policy=check_policy(pull_policy), say=self.err)
 
     def require_root(self) -> None:
         if os.geteuid() != 0:

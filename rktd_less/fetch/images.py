@@ -13,7 +13,7 @@ import hashlib
 import json
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ class FetchSettings:
     config: ConfigDirs
     trust_keys_from_https: bool = False
     pull_policy: str = "new"  # never | new | update
+    say: Callable[[str], None] | None = None  # status lines for the user (stderr)
 
 
 def peek_manifest(path: Path) -> dict[str, Any]:
@@ -108,15 +109,28 @@ class Fetcher:
         ks.verify(name, data, sig)
 
     def _trust_discovered_keys(self, ks: Any, name: str) -> None:
+        """--trust-keys-from-https: keys named by the image's ac-discovery-pubkeys tags are
+        trusted for the image name, without review, and said so as `rkt trust` does."""
+        from ..trust import format_fingerprint, key_info
         from . import discovery, http
 
         urls = discovery.discover_pubkeys_with(name, self.http)
         allow_http = "pubkey" in self.s.insecure.options
+        say = self.s.say or (lambda _line: None)
         for url in urls:
             if not url.startswith("https://") and not allow_http:
+                say(f'not trusting "{url}": not fetched over https')
                 continue
             armored = http.get_bytes(url, self.http, 1 << 20)
-            ks.store(armored, name)
+            info = key_info(armored, url)
+            say(f'prefix: "{name}"')
+            say(f'key: "{url}"')
+            say(f"gpg key fingerprint is: {format_fingerprint(info.fingerprint)}")
+            for uid in info.uids:
+                say(f"\t{uid}")
+            path = ks.store(armored, name)
+            say(f'Trusting "{url}" for prefix "{name}" without fingerprint review.')
+            say(f'Added key for prefix "{name}" at "{path}"')
 
     # --- sources -------------------------------------------------------------
     def from_file(self, path: Path, signature: str | None) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,8 +180,41 @@ def test_dependencies_are_fetched_and_verified(env: Rkt, server: Server) -> None
 def test_trust_keys_from_https_on_first_use(env: Rkt, server: Server) -> None:
     publish(server, env, "localhost/hello", "1.0")
     cp = env("--trust-keys-from-https", "fetch", "localhost/hello:1.0")
-    assert cp.stdout.startswith("sha512-")
+    assert re.fullmatch(r"sha512-[0-9a-f]{32}\n", cp.stdout)
+    assert 'Trusting "https://localhost/pubkeys.gpg" for prefix "localhost/hello" without ' \
+        "fingerprint review." in cp.stderr, cp.stderr
+    assert "gpg key fingerprint is: " in cp.stderr
     stored = list(env.local_config.rglob(session_keys().alice.fingerprint))
     assert stored, "the discovered key was not stored"
     m = json.loads(env("image", "cat-manifest", "localhost/hello:1.0").stdout)
     assert m["name"] == "localhost/hello"
+
+
+def test_progress_bars_on_a_terminal(env: Rkt, server: Server) -> None:
+    publish(server, env, "localhost/hello", "1.0")
+    trust_alice(env, server, "localhost/hello")
+    master, slave = pty.openpty()
+    try:
+        cp = subprocess.run(env.argv("fetch", "localhost/hello:1.0"), stdout=subprocess.PIPE,
+                            stderr=slave, stdin=subprocess.DEVNULL, env=env.extra_env,
+                            timeout=60, check=False)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    err = b"".join(chunks).decode(errors="replace")
+    assert cp.returncode == 0, err
+    assert re.search(r"Downloading ACI: \[=*[> ]*\] +[\d.]+ [kKM]?B/[\d.]+ [kKM]?B", err), err
+    assert "Downloading signature" in err
+    assert cp.stdout.decode().startswith("sha512-")
