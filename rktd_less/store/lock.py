@@ -1,33 +1,88 @@
-"""Advisory file locks (flock) and small durable-write helpers for the store."""
+"""Advisory file locks (flock) and small durable-write helpers for the store.
+
+Everything created here gets the store's group and modes (:mod:`.perms`).
+"""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import PermissionDenied, StoreError
+from .perms import Role, apply_fd, apply_path, current
 
-DIR_MODE = 0o755
+DIR_MODE = 0o755  # without group rkt; see perms.decide
 
 
-def makedirs(path: Path) -> None:
+def _denied(what: str, path: Path, e: OSError) -> StoreError:
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return PermissionDenied(f"cannot {what} {path}: {e.strerror}",
+                                hint="run as root or as a member of group rkt")
+    return StoreError(f"cannot {what} {path}: {e.strerror}")
+
+
+def makedirs(path: Path, role: Role = Role.DIR) -> None:
+    """Create ``path`` and missing parents; what is created here gets ``role``'s group and
+    mode (parents as shared store directories)."""
+    missing: list[Path] = []
+    p = path
+    while not p.is_dir():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for i, d in enumerate(reversed(missing)):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            if d.is_dir():
+                continue  # created by a concurrent process, with its perms
+            raise StoreError(f"cannot create store directory {d}: not a directory") from None
+        except OSError as e:
+            raise _denied("create store directory", d, e) from e
+        try:
+            apply_path(d, current(role if i == len(missing) - 1 else Role.DIR))
+        except OSError as e:
+            raise _denied("set the permissions of", d, e) from e
+
+
+def _open_lock(path: Path) -> int:
     try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        pass
     except OSError as e:
-        raise StoreError(f"cannot create store directory {path}: {e.strerror}") from e
+        raise _denied("open lock file", path, e) from e
+    else:
+        try:
+            apply_fd(fd, current(Role.SHARED_FILE))
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except PermissionError:
+        pass  # another user's lock file: flock works on a read-only descriptor too
+    except FileNotFoundError:
+        return _open_lock(path)  # removed in between (never done by rkt, but be safe)
+    except OSError as e:
+        raise _denied("open lock file", path, e) from e
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _denied("open lock file", path, e) from e
 
 
 @contextmanager
 def flocked(path: Path, *, exclusive: bool = True) -> Iterator[None]:
     """Hold an flock on ``path`` (created if needed); released when the block ends."""
     makedirs(path.parent)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as e:
-        raise StoreError(f"cannot open lock file {path}: {e.strerror}") from e
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
@@ -43,8 +98,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory, fsync, rename."""
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same directory, fsync, rename.
+
+    The file gets the store's write-once file perms unless ``mode`` is given."""
     import tempfile
 
     makedirs(path.parent)
@@ -53,7 +110,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), mode)
+            perms = current(Role.FILE)
+            apply_fd(f.fileno(), perms if mode is None else type(perms)(mode, perms.gid))
             os.fsync(f.fileno())
         os.rename(tmp, path)
     except BaseException:
