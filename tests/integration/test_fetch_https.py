@@ -218,3 +218,33 @@ def test_progress_bars_on_a_terminal(env: Rkt, server: Server) -> None:
     assert re.search(r"Downloading ACI: \[=*[> ]*\] +[\d.]+ [kKM]?B/[\d.]+ [kKM]?B", err), err
     assert "Downloading signature" in err
     assert cp.stdout.decode().startswith("sha512-")
+
+
+def test_cache_control_max_age_skips_the_network(env: Rkt, server: Server) -> None:
+    publish(server, env, "localhost/hello", "1.0")
+    trust_alice(env, server, "localhost/hello")
+    path = "/images/localhost/hello-1.0-linux-amd64.aci"
+    server.cache_control[path] = "max-age=3600"
+    url = "https://localhost" + path
+    first = env("fetch", url).stdout
+    n = len(server.seen(path))
+    assert env("fetch", "--pull-policy=update", url).stdout == first
+    assert len(server.seen(path)) == n  # still fresh: not asked again
+
+
+def test_missing_image_and_missing_signature_404(env: Rkt, server: Server) -> None:
+    publish(server, env, "localhost/hello", "1.0", key=None)
+    trust_alice(env, server, "localhost/hello")
+    cp = env("fetch", "https://localhost/images/nope.aci", check=False)
+    assert cp.returncode == 254 and "404" in cp.stderr and len(cp.stderr.splitlines()) == 1
+    cp = env("fetch", "localhost/hello:1.0", check=False)
+    assert cp.returncode == 254 and "signature" in cp.stderr, cp.stderr
+    assert _store_blobs(env) == []
+
+
+def test_trust_discovers_the_key(env: Rkt, server: Server) -> None:
+    publish(server, env, "localhost/hello", "1.0")
+    cp = env("trust", "--prefix=localhost/hello", "--skip-fingerprint-review")
+    assert 'Added key for prefix "localhost/hello"' in cp.stdout, cp
+    assert server.seen("/pubkeys.gpg")
+    assert env("fetch", "localhost/hello:1.0").stdout.startswith("sha512-")
