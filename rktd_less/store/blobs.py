@@ -31,6 +31,7 @@ from typing import IO, BinaryIO, Protocol
 from ..errors import ImageError, StoreError
 from ..host.proc import run
 from ..ids import key_from_digest
+from .perms import Role, apply_fd, current
 
 CHUNK = 1 << 20
 MAX_MANIFEST = 16 << 20  # a manifest is read into memory; anything this big is not one
@@ -194,6 +195,8 @@ def _write(stream: _Reader, kind: Compression, tmp_dir: Path, label: str) -> Dec
     size = 0
     try:
         with os.fdopen(fd, "wb") as out:
+            # Renamed into place as the blob: give it the store's perms now (mkstemp: 0600).
+            apply_fd(out.fileno(), current(Role.FILE))
             for chunk in _chunks(stream, kind, label):
                 h.update(chunk)
                 size += len(chunk)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import StoreError
 from .lock import makedirs
+from .perms import Role, apply_fd, current
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
@@ -80,6 +81,7 @@ class Index:
         if self._conn is None:
             self._pid = os.getpid()
             makedirs(self.path.parent)
+            self._create_file()
             try:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -91,6 +93,29 @@ class Index:
                 raise self._error(e) from e
             self._conn = conn
         return self._conn
+
+    def _create_file(self) -> None:
+        """Create the database file with the store's shared perms before sqlite opens it:
+        sqlite gives its -wal and -shm files the mode (and, as root, the owner) of the database,
+        so a database writable by group rkt stays usable by every member and root alike."""
+        for p in (self.path, self.path.with_name(self.path.name + "-wal"),
+                  self.path.with_name(self.path.name + "-shm")):
+            if p.is_symlink():  # the directory is group-writable: do not write through links
+                raise StoreError(f"image store database {p} is a symbolic link; refusing to "
+                                 "open it", hint="remove the link")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            return
+        except OSError as e:
+            raise StoreError(f"cannot create the image store database {self.path}: "
+                             f"{e.strerror}", hint="run as root or as a member of group rkt") \
+                from e
+        try:
+            apply_fd(fd, current(Role.SHARED_FILE))
+        finally:
+            os.close(fd)
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import PermissionDenied, StoreError
+from ..errors import PermissionDenied, RktError, StoreError
 from .perms import Role, apply_fd, apply_path, current
 
 DIR_MODE = 0o755  # without group rkt; see perms.decide
 
 
-def _denied(what: str, path: Path, e: OSError) -> StoreError:
+def _denied(what: str, path: Path, e: OSError) -> RktError:
     if e.errno in (errno.EACCES, errno.EPERM):
         return PermissionDenied(f"cannot {what} {path}: {e.strerror}",
                                 hint="run as root or as a member of group rkt")
@@ -50,9 +50,13 @@ def makedirs(path: Path, role: Role = Role.DIR) -> None:
             raise _denied("set the permissions of", d, e) from e
 
 
+# Lock directories are group-writable: never follow a symlink planted there by another user.
+_LOCK_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
 def _open_lock(path: Path) -> int:
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _LOCK_FLAGS, 0o600)
     except FileExistsError:
         pass
     except OSError as e:
@@ -65,7 +69,7 @@ def _open_lock(path: Path) -> int:
             raise
         return fd
     try:
-        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        return os.open(path, os.O_RDWR | _LOCK_FLAGS)
     except PermissionError:
         pass  # another user's lock file: flock works on a read-only descriptor too
     except FileNotFoundError:
@@ -73,7 +77,7 @@ def _open_lock(path: Path) -> int:
     except OSError as e:
         raise _denied("open lock file", path, e) from e
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | _LOCK_FLAGS)
     except OSError as e:
         raise _denied("open lock file", path, e) from e
 

@@ -33,6 +33,7 @@ RKT_GROUP = "rkt"
 
 
 class Role(StrEnum):
+    DATA_DIR = "data-dir"  # --dir itself: members enter it, only root adds to it (pods!)
     DIR = "dir"  # cas, db/, blob/, imageManifest/, tmp/, locks/
     PRIVATE_DIR = "private-dir"  # cas/tree: rendered trees with setuid-root files
     FILE = "file"  # write-once content: blobs, manifest copies
@@ -55,6 +56,8 @@ def decide(role: Role, *, rkt_gid: int | None, euid: int, gids: Collection[int])
     shared = rkt_gid is not None and (euid == 0 or rkt_gid in gids)
     gid = rkt_gid if shared else None
     match role:
+        case Role.DATA_DIR:
+            return Perms(0o2750 if shared else 0o755, gid)
         case Role.DIR:
             return Perms(0o2775 if shared else 0o755, gid)
         case Role.PRIVATE_DIR:

@@ -27,6 +27,7 @@ from ..ids import key_from_digest
 from ..paths import Paths
 from . import blobs
 from .lock import atomic_write, flocked, fsync_dir, makedirs
+from .perms import Role
 
 TREE_ID_RE = re.compile(r"^deps-sha512-[0-9a-f]{64}$")
 MAX_LAYERS = 256
@@ -105,15 +106,22 @@ def dependency_list(src: ImageSource, key: str) -> list[Layer]:
     return layers
 
 
-def tar_extract_argv(blob: Path, dest: Path, member: str, *, as_root: bool) -> list[str]:
-    """GNU tar (Debian 12: 1.34) extracting ``member`` (the rootfs) of ``blob`` into ``dest``.
+def tar_extract_argv(blob: Path, dest: Path, members: str | Sequence[str], *,
+                     as_root: bool) -> list[str]:
+    """GNU tar (Debian 12: 1.34) extracting ``members`` (the rootfs) of ``blob`` into ``dest``.
 
     As root ownership, modes and all xattrs (file capabilities!) are restored exactly;
-    ``--xattrs-include=*`` because GNU tar restores only ``user.*`` by default.
+    ``--xattrs-include=*`` because GNU tar restores only ``user.*`` by default. As any other
+    user nothing may gain privileges: files become the caller's (``--no-same-owner``) and
+    ``--no-same-permissions`` drops setuid/setgid bits (GNU tar keeps them for a non-root
+    caller with ``--same-permissions``: a setuid-<caller> file in a shared directory would let
+    other users act as the caller) and applies the umask.
     """
-    owner = ["--numeric-owner", "--same-owner"] if as_root else ["--no-same-owner"]
-    return ["tar", "-x", "-f", str(blob), "-C", str(dest), *owner, "--same-permissions",
-            "--xattrs", "--xattrs-include=*", member]
+    owner = (["--numeric-owner", "--same-owner", "--same-permissions"] if as_root
+             else ["--no-same-owner", "--no-same-permissions"])
+    names = [members] if isinstance(members, str) else list(members)
+    return ["tar", "-x", "-f", str(blob), "-C", str(dest), *owner, "--xattrs",
+            "--xattrs-include=*", *names]
 
 
 def _rmtree(path: Path) -> None:
@@ -170,7 +178,7 @@ class TreeStore:
         tree_id = tree_id_for([lay.key for lay in layers])
         if self.is_rendered(tree_id):
             return tree_id
-        makedirs(self.paths.tree_dir)
+        makedirs(self.paths.tree_dir, Role.PRIVATE_DIR)
         with flocked(self._lock(tree_id)):
             if self.is_rendered(tree_id):  # another process finished it while we waited
                 return tree_id
@@ -203,22 +211,15 @@ class TreeStore:
             raise StoreError(f'cannot remove tree "{tree_id}": {e}') from e
 
     def _build(self, tree_id: str, layers: list[Layer]) -> int:
-        # Every dependency's blob must be sound on its own (import) and together (here).
-        members = self._extraction_plan(layers)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tree_id}-", dir=self.paths.tree_dir))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tree_id}-", dir=self.paths.tree_dir))
+        except OSError as e:
+            raise StoreError(f"cannot render image \"{layers[0].manifest.name}\": cannot "
+                             f"create a tree in {self.paths.tree_dir}: {e.strerror}",
+                             hint="rendering into the tree store needs root") from e
         try:
             os.chmod(tmp, 0o755)
-            (tmp / "rootfs").mkdir(mode=0o755)
-            as_root = os.geteuid() == 0
-            for lay, member in zip(reversed(layers), reversed(members), strict=True):
-                argv = tar_extract_argv(self.source.blob_path(lay.key), tmp, member,
-                                        as_root=as_root)
-                try:
-                    run(argv, what=f'extract image "{lay.manifest.name}"')
-                except RktError as e:
-                    raise StoreError(e.message, hint=e.hint) from e
-            if layers[0].manifest.path_whitelist:
-                apply_path_whitelist(tmp / "rootfs", layers[0].manifest.path_whitelist)
+            extract_layers(self.source, layers, tmp)
             size = _tree_size(tmp / "rootfs")
             atomic_write(tmp / "image", layers[0].key.encode())
             # rkt syncs the filesystem before the marker: a tree marked rendered is complete.
@@ -231,25 +232,73 @@ class TreeStore:
             raise
         return size
 
-    def _extraction_plan(self, layers: list[Layer]) -> list[str]:
-        """Each layer's rootfs member name; refuses layers that would write through symlinks
-        of the layers extracted before them."""
-        if len(layers) == 1:
-            return [blobs.rootfs_member(self.source.blob_path(layers[0].key))]
-        listings = [blobs.scan_aci(self.source.blob_path(lay.key), lay.manifest.name)
-                    for lay in layers]
-        below: set[str] = set()
-        for lay, listing in zip(reversed(layers), reversed(listings), strict=True):
-            bad = blobs.unsafe_reason(listing.members, below)
-            if bad:
-                raise blobs.image_error(lay.manifest.name, f"unsafe member {q(bad[0])} over "
-                                                           f"a lower dependency: {bad[1]}")
-            for m in listing.members:  # a later non-symlink replaces a lower symlink
-                if m.kind == "symlink":
-                    below.add(m.name)
-                else:
-                    below.discard(m.name)
-        return [listing.rootfs_member for listing in listings]
+    # --- what is there ------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        """Every tree ID with something on disk: rendered, half-removed, or a crashed render's
+        temp dir (rkt's GetIDs). Raises StoreError if the tree directory cannot be read."""
+        try:
+            names = os.listdir(self.paths.tree_dir)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StoreError(f"cannot list the trees in {self.paths.tree_dir}: {e.strerror}",
+                             hint="run as root") from e
+        found = set()
+        for n in names:
+            if n.startswith(".tmp-"):
+                n = n[len(".tmp-"):].rsplit("-", 1)[0]
+            if TREE_ID_RE.match(n):
+                found.add(n)
+        return sorted(found)
+
+    def image_of(self, tree_id: str) -> str | None:
+        """The key of the image a tree was rendered for (its ``image`` file), if readable."""
+        try:
+            return (self.paths.tree(check_tree_id(tree_id)) / "image").read_text().strip()
+        except OSError:
+            return None
+
+    def trees_of(self, key: str) -> list[str]:
+        """The rendered trees of image ``key`` (as the top image, deps included)."""
+        return [t for t in self.ids() if self.image_of(t) == key]
+
+
+def extract_layers(source: ImageSource, layers: list[Layer], dest: Path) -> None:
+    """Render ``layers`` (a :func:`dependency_list`) into ``dest/rootfs`` with GNU tar: the
+    dependencies first, the image last, then the image's pathWhitelist. ``dest`` exists."""
+    # Every dependency's blob must be sound on its own (import) and together (here).
+    members = _extraction_plan(source, layers)
+    (dest / "rootfs").mkdir(mode=0o755, exist_ok=True)
+    as_root = os.geteuid() == 0
+    for lay, member in zip(reversed(layers), reversed(members), strict=True):
+        argv = tar_extract_argv(source.blob_path(lay.key), dest, member, as_root=as_root)
+        try:
+            run(argv, what=f'extract image "{lay.manifest.name}"')
+        except RktError as e:
+            raise StoreError(e.message, hint=e.hint) from e
+    if layers[0].manifest.path_whitelist:
+        apply_path_whitelist(dest / "rootfs", layers[0].manifest.path_whitelist)
+
+
+def _extraction_plan(source: ImageSource, layers: list[Layer]) -> list[str]:
+    """Each layer's rootfs member name; refuses layers that would write through symlinks
+    of the layers extracted before them."""
+    if len(layers) == 1:
+        return [blobs.rootfs_member(source.blob_path(layers[0].key))]
+    listings = [blobs.scan_aci(source.blob_path(lay.key), lay.manifest.name)
+                for lay in layers]
+    below: set[str] = set()
+    for lay, listing in zip(reversed(layers), reversed(listings), strict=True):
+        bad = blobs.unsafe_reason(listing.members, below)
+        if bad:
+            raise blobs.image_error(lay.manifest.name, f"unsafe member {q(bad[0])} over "
+                                                       f"a lower dependency: {bad[1]}")
+        for m in listing.members:  # a later non-symlink replaces a lower symlink
+            if m.kind == "symlink":
+                below.add(m.name)
+            else:
+                below.discard(m.name)
+    return [listing.rootfs_member for listing in listings]
 
 
 def _tree_size(rootfs: Path) -> int:

@@ -46,6 +46,7 @@ def test_signature_flag_and_binary_signature(trusted: Path,
     sig = session_keys().alice.sign(aci, trusted / "elsewhere.sig", armor=False)
     code, out, err = _rkt(capsys, trusted, "fetch", str(aci), f"--signature={sig}")
     assert code == 0, err
+    assert out.startswith("sha512-")
 
 
 @pytest.mark.parametrize("case", ["other-bytes", "untrusted-key", "other-prefix", "missing"])
