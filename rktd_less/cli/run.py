@@ -92,7 +92,12 @@ def main_raw(args: list[str], spec: dict[str, Flag],
         key = resolve_image(store, req.image, settings, req.signature)
         resolved.append(ResolvedApp(request=req, key=key,
                                     manifest=json.loads(store.manifest_bytes(key))))
-    embryo, entrypoint = prepare_pod(ctx, values, resolved, store)
+    # Shared with other preparers, exclusive against image gc/rm: a tree rendered here must
+    # not be collected before the pod dir names it.
+    from ..pod.refs import prepare_lock
+
+    with prepare_lock(ctx.paths, exclusive=False):
+        embryo, entrypoint = prepare_pod(ctx, values, resolved, store)
     try:
         path = embryo.move("run")
         poddir.share_lock_for_run(embryo.fd, path)

@@ -2,7 +2,8 @@
 
 ``Store`` is the facade the rest of the engine uses; nothing here prints. Layout under
 ``<data>/cas`` comes from :class:`~rktd_less.paths.Paths`. Reads of a store that does not exist
-yet find nothing instead of creating it.
+yet find nothing instead of creating it. Also here: ``gc`` (image rm / gc), ``export`` (image
+extract / render / export / verify), ``perms`` (group ``rkt`` and modes of what is created).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..ids import normalize_image_id_prefix
 from ..paths import Paths
 from .index import AciRow, Index, Remote
 from .lock import atomic_write, flocked, fsync_dir, makedirs
+from .perms import Role
 
 if TYPE_CHECKING:  # imported when first used: listing images needs neither
     from .blobs import Decompressed
@@ -56,8 +58,12 @@ class Store:
 
         return TreeStore(self.paths, self, on_rendered=self.index.set_tree_size)
 
-    def _exists(self) -> bool:
+    def exists(self) -> bool:
         return self.paths.db.exists()
+
+    def forget(self, key: str) -> None:
+        """Drop what is cached about ``key`` (after it was removed)."""
+        self._manifests.pop(key, None)
 
     # --- import -----------------------------------------------------------------------------
     def import_aci(self, src: Path | BinaryIO, *, latest: bool = False) -> str:
@@ -68,6 +74,7 @@ class Store:
         from . import blobs
 
         label = str(src) if isinstance(src, Path) else str(getattr(src, "name", "<stream>"))
+        makedirs(self.paths.data, Role.DATA_DIR, parents=None)
         for d in (self.paths.cas_tmp, self.paths.blob_dir, self.paths.manifest_dir,
                   self.paths.cas_locks):
             makedirs(d)
@@ -106,7 +113,7 @@ class Store:
     def resolve_id(self, prefix: str) -> str:
         """An image ID or unambiguous prefix (≥ ``sha512-xx``, or the full 128 hex) → key."""
         p = normalize_image_id_prefix(prefix)
-        keys = self.index.keys_with_prefix(p) if self._exists() else []
+        keys = self.index.keys_with_prefix(p) if self.exists() else []
         if not keys:
             raise NotFound(f'no image found with ID "{prefix}"',
                            hint="list the images in the store with `rkt image list`")
@@ -118,7 +125,7 @@ class Store:
     def find_by_name(self, name: str, labels: Mapping[str, str]) -> str | None:
         """rkt's GetACI: images called ``name`` carrying every requested label; without a
         ``version`` label the one marked latest wins; then the newest import."""
-        if not self._exists():
+        if not self.exists():
             return None
         best: tuple[bool, float] | None = None
         found: str | None = None
@@ -144,14 +151,14 @@ class Store:
                          row.size, row.tree_size, row.latest)
 
     def get_image(self, key: str) -> ImageInfo:
-        row = self.index.get(key) if self._exists() else None
+        row = self.index.get(key) if self.exists() else None
         if row is None:
             raise NotFound(f'no image found with ID "{key}"',
                            hint="list the images in the store with `rkt image list`")
         return self._info(row)
 
     def list_images(self) -> list[ImageInfo]:
-        return [self._info(r) for r in self.index.all()] if self._exists() else []
+        return [self._info(r) for r in self.index.all()] if self.exists() else []
 
     def manifest_bytes(self, key: str) -> bytes:
         try:
@@ -191,4 +198,8 @@ class Store:
         return self.trees.tree_rootfs(tree_id)
 
     def remove_tree(self, tree_id: str) -> None:
+        """Remove a rendered tree; its image's tree size goes back to 0 with its last tree."""
+        key = self.trees.image_of(tree_id)
         self.trees.remove(tree_id)
+        if key is not None and self.exists() and not self.trees.trees_of(key):
+            self.index.set_tree_size(key, 0)

@@ -34,6 +34,7 @@ _SCHEMA = (
 )
 _INHERITED: list[sqlite3.Connection] = []
 _ACI_COLS = "blobkey, name, importtime, lastused, latest, size, treestoresize"
+_REMOTE_COLS = "aciurl, sigurl, etag, blobkey, cachemaxage, downloadtime"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class Remote:
     key: str
     cache_max_age: int
     download_time: float
+
+
+def _remote(r: Sequence[Any]) -> Remote:
+    url, sig, etag, key, age, dl = r
+    return Remote(str(url), str(sig or ""), str(etag or ""), str(key or ""), int(age or 0),
+                  float(dl or 0.0))
 
 
 def _row(r: Sequence[Any]) -> AciRow:
@@ -211,21 +218,33 @@ class Index:
         with self._tx() as db:
             db.execute("UPDATE aciinfo SET treestoresize = ? WHERE blobkey = ?", (size, key))
 
-    def remove(self, key: str) -> None:
-        """Drop an image's row and its remote cache entries (rkt image rm)."""
+    def remove(self, key: str) -> tuple[AciRow | None, list[Remote]]:
+        """Drop an image's row and its remote cache entries in one transaction (rkt image rm);
+        what was removed, for :meth:`restore`."""
         with self._tx() as db:
+            rows = db.execute(f"SELECT {_ACI_COLS} FROM aciinfo WHERE blobkey = ?",
+                              (key,)).fetchall()
+            remotes = [_remote(r) for r in db.execute(
+                f"SELECT {_REMOTE_COLS} FROM remote WHERE blobkey = ?", (key,)).fetchall()]
             db.execute("DELETE FROM aciinfo WHERE blobkey = ?", (key,))
             db.execute("DELETE FROM remote WHERE blobkey = ?", (key,))
+        return (_row(rows[0]) if rows else None), remotes
+
+    def restore(self, row: AciRow, remotes: Sequence[Remote]) -> None:
+        """Put back what :meth:`remove` returned (a removal whose files could not go)."""
+        with self._tx() as db:
+            db.execute(f"INSERT OR REPLACE INTO aciinfo ({_ACI_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (row.key, row.name, row.import_time, row.last_used, int(row.latest),
+                        row.size, row.tree_size))
+            db.executemany(f"INSERT OR REPLACE INTO remote ({_REMOTE_COLS})"
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           [(r.aci_url, r.sig_url, r.etag, r.key, r.cache_max_age,
+                             r.download_time) for r in remotes])
 
     # --- remote -------------------------------------------------------------------------
     def get_remote(self, aci_url: str) -> Remote | None:
-        rows = self._query("SELECT aciurl, sigurl, etag, blobkey, cachemaxage, downloadtime"
-                           " FROM remote WHERE aciurl = ?", (aci_url,))
-        if not rows:
-            return None
-        url, sig, etag, key, age, dl = rows[0]
-        return Remote(str(url), str(sig or ""), str(etag or ""), str(key or ""),
-                      int(age or 0), float(dl or 0.0))
+        rows = self._query(f"SELECT {_REMOTE_COLS} FROM remote WHERE aciurl = ?", (aci_url,))
+        return _remote(rows[0]) if rows else None
 
     def put_remote(self, r: Remote) -> None:
         with self._tx() as db:

@@ -25,9 +25,9 @@ def _denied(what: str, path: Path, e: OSError) -> RktError:
     return StoreError(f"cannot {what} {path}: {e.strerror}")
 
 
-def makedirs(path: Path, role: Role = Role.DIR) -> None:
-    """Create ``path`` and missing parents; what is created here gets ``role``'s group and
-    mode (parents as shared store directories)."""
+def makedirs(path: Path, role: Role = Role.DIR, parents: Role | None = Role.DIR) -> None:
+    """Create ``path`` and missing parents. ``path`` gets ``role``'s group and mode, created
+    parents ``parents``' (None: what mkdir and the umask give, for dirs outside the store)."""
     missing: list[Path] = []
     p = path
     while not p.is_dir():
@@ -35,17 +35,20 @@ def makedirs(path: Path, role: Role = Role.DIR) -> None:
         if p.parent == p:
             break
         p = p.parent
-    for i, d in enumerate(reversed(missing)):
+    for d in reversed(missing):
+        which = role if d == path else parents
         try:
-            d.mkdir(mode=0o700)
+            d.mkdir(mode=0o777 if which is None else 0o700)
         except FileExistsError:
             if d.is_dir():
                 continue  # created by a concurrent process, with its perms
             raise StoreError(f"cannot create store directory {d}: not a directory") from None
         except OSError as e:
             raise _denied("create store directory", d, e) from e
+        if which is None:
+            continue
         try:
-            apply_path(d, current(role if i == len(missing) - 1 else Role.DIR))
+            apply_path(d, current(which))
         except OSError as e:
             raise _denied("set the permissions of", d, e) from e
 

@@ -5,6 +5,8 @@ A tree is built in a temp directory next to it under an exclusive per-tree flock
 into place complete, so no reader ever sees half a tree; a tree dir without the marker (from
 an older crash) is removed and rebuilt. Extraction is GNU tar's: every member was checked at
 import (``blobs``), and multi-image renders are checked across layers here first.
+``cas/tree`` admits its owner only (:mod:`.perms`): trees rendered by root keep the images'
+setuid-root files.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def tar_extract_argv(blob: Path, dest: Path, members: str | Sequence[str], *,
             "--xattrs-include=*", *names]
 
 
-def _rmtree(path: Path) -> None:
+def rmtree(path: Path) -> None:
     def retry(func: Callable[..., Any], p: str, _exc: object) -> None:
         # A read-only directory in an image blocks removal of its entries for non-root.
         parent = os.path.dirname(p)
@@ -206,7 +208,7 @@ class TreeStore:
         try:
             (final / RENDERED).unlink(missing_ok=True)
             for p in [final, *self._stale(tree_id)]:
-                _rmtree(p)
+                rmtree(p)
         except OSError as e:
             raise StoreError(f'cannot remove tree "{tree_id}": {e}') from e
 
@@ -228,7 +230,7 @@ class TreeStore:
             os.rename(tmp, self.paths.tree(tree_id))
             fsync_dir(self.paths.tree_dir)
         except BaseException:
-            _rmtree(tmp)
+            rmtree(tmp)
             raise
         return size
 

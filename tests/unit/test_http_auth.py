@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,12 +96,6 @@ def test_same_domain_twice_in_one_directory(dirs: ConfigDirs) -> None:
     with pytest.raises(UsageError, match=r'auth for domain "a\.com" is already specified'):
         load_auth(dirs)
 
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_is_skipped(dirs: ConfigDirs) -> None:
-    _write(dirs.system, "secret.json", _auth(["a.com"], user="root-only"))
-    (dirs.system / "auth.d" / "secret.json").chmod(0)
-    assert load_auth(dirs).headers == {}
 
 
 # --- on the wire -------------------------------------------------------------------------------

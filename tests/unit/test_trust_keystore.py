@@ -108,12 +108,6 @@ def test_ensure_writable(cfg: ConfigDirs, monkeypatch: pytest.MonkeyPatch) -> No
     assert "root.d" in e.value.message and e.value.hint and "rkt-admin" in e.value.hint
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_store_read_only_local_dir_as_user(cfg: ConfigDirs, keys: TestKeys) -> None:
-    cfg.local.mkdir(mode=0o555)
-    with pytest.raises(PermissionDenied):
-        Keystore(cfg).store(keys.alice.armored, NAME)
-
 
 # --- the prefix walk ---------------------------------------------------------------------
 def test_prefix_walk_by_components(cfg: ConfigDirs, keys: TestKeys) -> None:

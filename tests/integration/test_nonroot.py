@@ -1,0 +1,175 @@
+"""A member of group `rkt` uses the store without root (rkt §1.1): fetch, image list,
+cat-manifest, extract, render, export and verify work, `rkt run` is refused; what root writes
+the member reads and the other way round; nothing the member extracts keeps a setuid bit.
+
+Creates group `rkt` (if missing) and a throwaway user in it, and removes both afterwards.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.aci import build_aci
+from tests.integration.rktenv import Rkt, destroy, new_env, sh
+
+REPO = Path(__file__).resolve().parents[2]
+USER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    uid: int
+    gid: int  # of group rkt
+    home: Path
+
+
+def _unreachable(path: Path) -> list[str]:
+    """Ancestors of ``path`` that users other than their owner cannot enter."""
+    bad = []
+    for p in [path, *path.parents]:
+        if not p.stat().st_mode & stat.S_IXOTH:
+            bad.append(f"{p} ({stat.filemode(p.stat().st_mode)})")
+    return bad
+
+
+@pytest.fixture
+def env() -> Iterator[Rkt]:
+    e = new_env("nonroot")
+    try:
+        yield e
+    finally:
+        destroy(e)
+
+
+@pytest.fixture
+def member(env: Rkt) -> Iterator[Member]:
+    # The non-root user runs this checkout's venv and reads the scratch dir: both must be
+    # enterable by other users (a checkout under a 0700 home directory would not be).
+    for p in (Path(sys.executable).parent, REPO / "rktd_less", env.data):
+        bad = _unreachable(p)
+        assert not bad, f"non-root users cannot reach {p}: fix the modes of {bad}"
+    made_group = False
+    try:
+        grp.getgrnam("rkt")
+    except KeyError:
+        sh("groupadd", "--system", "rkt")
+        made_group = True
+    name = f"rkt-t-{uuid.uuid4().hex[:8]}"
+    home = env.work / "home"
+    try:
+        sh("useradd", "--no-create-home", "--home-dir", str(home), "--shell",
+           "/usr/sbin/nologin", "--groups", "rkt", "--user-group", name)
+        pw = pwd.getpwnam(name)
+        home.mkdir()
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        yield Member(name, pw.pw_uid, grp.getgrnam("rkt").gr_gid, home)
+    finally:
+        sh("userdel", name, check=False)
+        if made_group:
+            sh("groupdel", "rkt", check=False)
+
+
+def as_member(env: Rkt, m: Member, *args: str, check: bool = True
+              ) -> subprocess.CompletedProcess[str]:
+    argv = ["setpriv", f"--reuid={m.uid}", f"--regid={m.uid}", "--init-groups", "--",
+            *env.argv(*args)]
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=m.home,
+                        env={**USER_ENV, "HOME": str(m.home)}, stdin=subprocess.DEVNULL)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"rkt {' '.join(args)} as {m.name} exited {cp.returncode}\n"
+                             f"stdout: {cp.stdout}\nstderr: {cp.stderr}")
+    return cp
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.lstat().st_mode)
+
+
+def test_member_of_group_rkt_uses_the_store_without_root(env: Rkt, member: Member) -> None:
+    m = member
+    root_aci = build_aci(env.work / "root.aci", name="example.com/by-root",
+                         files={"usr/bin/suid": (b"#!/bin/sh\n", 0o4755)})
+    user_aci = build_aci(env.work / "user.aci", name="example.com/by-user", version="2.0",
+                         files={"usr/bin/sgid": (b"#!/bin/sh\n", 0o2755)})
+
+    # root creates the store: shared with group rkt
+    root_id = env("fetch", "--full", "--insecure-options=image", str(root_aci)).stdout.strip()
+    cas = env.data / "cas"
+    for d in (cas, cas / "db", cas / "blob", cas / "imageManifest", cas / "tmp"):
+        assert (_mode(d), d.stat().st_gid) == (0o2775, m.gid), d
+    assert (_mode(cas / "db" / "images.sqlite"), (cas / "db" / "images.sqlite").stat().st_gid) \
+        == (0o664, m.gid)
+
+    # the member writes into root's store and index
+    user_id = as_member(env, m, "fetch", "--full", "--insecure-options=image",
+                        str(user_aci)).stdout.strip()
+    blob = cas / "blob" / "sha512" / user_id[7:9] / user_id
+    st = blob.stat()
+    assert (st.st_uid, st.st_gid, _mode(blob)) == (m.uid, m.gid, 0o644)
+
+    listing = as_member(env, m, "image", "list", "--no-legend", "--full").stdout
+    assert {line.split()[1] for line in listing.splitlines()} == {
+        "example.com/by-root:1.0", "example.com/by-user:2.0"}
+    manifest = json.loads(as_member(env, m, "image", "cat-manifest",
+                                    "example.com/by-root").stdout)
+    assert manifest["name"] == "example.com/by-root"
+
+    # extract / render / export as the member: files are the member's, no setuid/setgid bits
+    out = m.home / "x"
+    as_member(env, m, "image", "extract", "example.com/by-root", str(out))
+    suid = out / "rootfs" / "usr" / "bin" / "suid"
+    assert suid.stat().st_uid == m.uid and not _mode(suid) & 0o6000
+    as_member(env, m, "image", "render", "--rootfs-only", "example.com/by-user",
+              str(m.home / "r"))
+    sgid = m.home / "r" / "usr" / "bin" / "sgid"
+    assert sgid.stat().st_uid == m.uid and not _mode(sgid) & 0o6000
+    as_member(env, m, "image", "export", root_id, str(m.home / "root.aci"))
+    digest = hashlib.sha512((m.home / "root.aci").read_bytes()).hexdigest()
+    assert root_id == "sha512-" + digest[:64]
+    verified = as_member(env, m, "image", "verify", root_id, user_id).stdout
+    assert verified.count("successfully verified checksum") == 2
+
+    # running pods needs root
+    cp = as_member(env, m, "run", "--insecure-options=image", "example.com/by-user",
+                   check=False)
+    assert cp.returncode == 254
+    assert "cannot run as unprivileged user" in cp.stderr
+
+    # root reads what the member wrote
+    listing = env("image", "list", "--no-legend", "--full").stdout
+    assert {line.split()[0] for line in listing.splitlines()} == {root_id, user_id}
+    env("image", "extract", "--rootfs-only", user_id, str(env.work / "root-x"))
+    sgid = env.work / "root-x" / "usr" / "bin" / "sgid"
+    assert sgid.stat().st_uid == 0 and _mode(sgid) == 0o2755  # root keeps what the image says
+    # and the member still writes after root did (-wal/-shm stayed group-writable)
+    as_member(env, m, "image", "rm", "example.com/by-user")
+    assert env("image", "list", "--no-legend", "--full").stdout.split()[0] == root_id
+
+    # root's rendered trees are root's alone (they keep setuid-root files): the member's
+    # image rm leaves them, root's image gc takes them
+    tree = sh(sys.executable, "-c", "import sys; from rktd_less.paths import Paths; "
+              "from rktd_less.store import Store; "
+              "print(Store(Paths.from_dir(sys.argv[1])).render(sys.argv[2]))",
+              str(env.data), root_id).stdout.strip()
+    assert _mode(cas / "tree") == 0o2700
+    cp = as_member(env, m, "image", "rm", root_id)
+    assert cp.stdout == f'successfully removed aci for image: "{root_id}"\n'
+    assert (cas / "tree" / tree).is_dir()
+    gc = env("image", "gc")
+    assert gc.stderr == f'gc: removed treestore "{tree}"\n'
+    assert not (cas / "tree" / tree).exists()

@@ -1,0 +1,149 @@
+"""Group `rkt` and modes of what the store creates (rktd_less.store.perms), no root needed:
+the process's own group stands in for `rkt`."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from rktd_less.errors import StoreError
+from rktd_less.paths import Paths
+from rktd_less.store import Store, perms
+from rktd_less.store.lock import flocked, makedirs
+from rktd_less.store.perms import Perms, Role, decide
+from rktd_less.store.tree import tar_extract_argv
+from tests.helpers.aci import build_aci
+
+RKT = 4242
+
+
+@pytest.mark.parametrize(("role", "shared", "private"), [
+    (Role.DATA_DIR, 0o2750, 0o755),
+    (Role.DIR, 0o2775, 0o755),
+    (Role.PRIVATE_DIR, 0o2700, 0o700),
+    (Role.FILE, 0o644, 0o644),
+    (Role.SHARED_FILE, 0o664, 0o644),
+])
+def test_decide(role: Role, shared: int, private: int) -> None:
+    # root and members give what they create to group rkt
+    assert decide(role, rkt_gid=RKT, euid=0, gids=[0]) == Perms(shared, RKT)
+    assert decide(role, rkt_gid=RKT, euid=1000, gids=[100, RKT]) == Perms(shared, RKT)
+    # a non-member cannot, and no group rkt at all: nothing is group-writable
+    assert decide(role, rkt_gid=RKT, euid=1000, gids=[100]) == Perms(private, None)
+    assert decide(role, rkt_gid=None, euid=0, gids=[0]) == Perms(private, None)
+
+
+def test_blobs_are_never_group_writable() -> None:
+    # a member must not rewrite the blob of a verified image that root later runs
+    for euid, gids in ((0, [0]), (1000, [RKT])):
+        assert not decide(Role.FILE, rkt_gid=RKT, euid=euid, gids=gids).mode & 0o022
+
+
+def test_non_root_extraction_cannot_gain_privileges() -> None:
+    user = tar_extract_argv(Path("/b"), Path("/d"), "rootfs", as_root=False)
+    assert "--no-same-owner" in user and "--no-same-permissions" in user
+    assert "--same-permissions" not in user and "--same-owner" not in user
+    root = tar_extract_argv(Path("/b"), Path("/d"), ["manifest", "rootfs"], as_root=True)
+    assert {"--same-owner", "--same-permissions", "--numeric-owner"} <= set(root)
+    assert root[-2:] == ["manifest", "rootfs"]
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.lstat().st_mode)
+
+
+@pytest.fixture
+def own_group(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Our own effective group plays group rkt: we may give files to it without root."""
+    gid = os.getegid()
+    monkeypatch.setattr(perms, "rkt_gid", lambda: gid)
+    return gid
+
+
+def test_store_layout_with_group_rkt(tmp_path: Path, own_group: int) -> None:
+    paths = Paths(tmp_path / "data")
+    s = Store(paths)
+    key = s.import_aci(build_aci(tmp_path / "a.aci", name="example.com/a"))
+    s.render(key)
+    s.index.touch([key])  # a write: -wal and -shm exist while the connection is open
+    assert _mode(paths.data) == 0o2750
+    for d in (paths.cas, paths.db_dir, paths.blob_dir, paths.blob(key).parent,
+              paths.manifest_dir, paths.cas_tmp, paths.cas_locks):
+        assert _mode(d) == 0o2775, d
+        assert d.stat().st_gid == own_group
+    assert _mode(paths.tree_dir) == 0o2700
+    for f in (paths.blob(key), paths.image_manifest(key)):
+        assert _mode(f) == 0o644, f
+        assert f.stat().st_gid == own_group
+    for name in ("images.sqlite", "images.sqlite-wal", "images.sqlite-shm"):
+        f = paths.db_dir / name
+        assert _mode(f) == 0o664, f
+        assert f.stat().st_gid == own_group
+    assert _mode(paths.cas_locks / key) == 0o664
+    s.close()
+
+
+def test_store_layout_without_group_rkt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(perms, "rkt_gid", lambda: None)
+    paths = Paths(tmp_path / "data")
+    key = Store(paths).import_aci(build_aci(tmp_path / "a.aci", name="example.com/a"))
+    assert _mode(paths.data) == 0o755 and _mode(paths.cas) == 0o755
+    assert _mode(paths.blob(key)) == 0o644 and _mode(paths.db) == 0o644
+
+
+def test_makedirs_leaves_existing_dirs_and_outside_parents_alone(tmp_path: Path,
+                                                                 own_group: int) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o711)
+    existing.chmod(0o711)
+    makedirs(existing / "a" / "b", Role.PRIVATE_DIR)
+    assert _mode(existing) == 0o711
+    assert _mode(existing / "a") == 0o2775 and _mode(existing / "a" / "b") == 0o2700
+    makedirs(tmp_path / "x" / "data", Role.DATA_DIR, parents=None)
+    assert _mode(tmp_path / "x") == 0o777 & ~_umask()
+    with pytest.raises(StoreError, match="not a directory"):
+        (tmp_path / "file").write_text("")
+        makedirs(tmp_path / "file" / "sub")
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_lock_files_are_never_followed_through_symlinks(tmp_path: Path) -> None:
+    target = tmp_path / "victim"
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "k").symlink_to(target)
+    with pytest.raises(StoreError, match="cannot open lock file"), flocked(
+            tmp_path / "locks" / "k"):
+        pass
+    assert not target.exists()
+
+
+def test_the_index_is_not_opened_through_a_symlink(tmp_path: Path) -> None:
+    paths = Paths(tmp_path / "data")
+    paths.db_dir.mkdir(parents=True)
+    victim = tmp_path / "victim.db"
+    paths.db.symlink_to(victim)
+    with pytest.raises(StoreError, match="is a symbolic link"):
+        Store(paths).index.all()
+    assert not victim.exists()
+
+
+def test_a_database_created_by_another_process_is_shared(tmp_path: Path,
+                                                         own_group: int) -> None:
+    """sqlite copies the database's mode to -wal/-shm: they stay group-writable."""
+    paths = Paths(tmp_path / "data")
+    Store(paths).import_aci(build_aci(tmp_path / "a.aci", name="example.com/a"))
+    conn = sqlite3.connect(paths.db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("UPDATE aciinfo SET lastused = 1")
+    conn.commit()
+    assert _mode(paths.db_dir / "images.sqlite-wal") == 0o664
+    conn.close()
