@@ -248,3 +248,48 @@ def test_trust_discovers_the_key(env: Rkt, server: Server) -> None:
     assert 'Added key for prefix "localhost/hello"' in cp.stdout, cp
     assert server.seen("/pubkeys.gpg")
     assert env("fetch", "localhost/hello:1.0").stdout.startswith("sha512-")
+
+
+def _on_a_terminal(argv: list[str], env: dict[str, str] | None, answer: bytes) -> tuple[int, str]:
+    """Run argv with stdin/stdout/stderr on a pty, answer the first prompt, return its output."""
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                         start_new_session=True)
+    os.close(slave)
+    out, answered = b"", False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+            if not answered and b"(yes/no)" in out:
+                os.write(master, answer)
+                answered = True
+        elif p.poll() is not None:
+            break
+    os.close(master)
+    return p.wait(timeout=10), out.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "trusted"), [(b"yes\n", True), (b"no\n", False)])
+def test_trust_prompt_on_a_terminal(env: Rkt, server: Server, answer: bytes,
+                                    trusted: bool) -> None:
+    server.files["/alice.gpg"] = session_keys().alice.armored
+    code, out = _on_a_terminal(env.argv("trust", "--prefix=localhost/hello",
+                                        "https://localhost/alice.gpg"), env.extra_env, answer)
+    assert "gpg key fingerprint is: " in out and "Alice Example" in out, out
+    assert "Are you sure you want to trust this key (yes/no)?" in out
+    stored = list(env.local_config.rglob(session_keys().alice.fingerprint))
+    if trusted:
+        assert code == 0 and "after fingerprint review" in out and stored, out
+    else:
+        # rkt: declining is not an error; the key is just not added
+        assert not stored and code == 0 and 'not trusting "https://localhost/alice.gpg"' in out
