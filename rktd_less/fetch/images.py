@@ -9,6 +9,7 @@ later fetch resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tarfile
@@ -121,7 +122,9 @@ class Fetcher:
             if not url.startswith("https://") and not allow_http:
                 say(f'not trusting "{url}": not fetched over https')
                 continue
-            armored = http.get_bytes(url, self.http, 1 << 20)
+            # --insecure-options=pubkey lowers exactly this: keys may come over plain http
+            opts = dataclasses.replace(self.http, allow_http=True) if allow_http else self.http
+            armored = http.get_bytes(url, opts, 1 << 20)
             info = key_info(armored, url)
             say(f'prefix: "{name}"')
             say(f'key: "{url}"')

@@ -293,3 +293,40 @@ def test_trust_prompt_on_a_terminal(env: Rkt, server: Server, answer: bytes,
     else:
         # rkt: declining is not an error; the key is just not added
         assert not stored and code == 0 and 'not trusting "https://localhost/alice.gpg"' in out
+
+
+def test_insecure_pubkey_allows_keys_over_http(env: Rkt, server: Server) -> None:
+    publish(server, env, "localhost/hello", "1.0")
+    with serve(None) as plain:
+        plain.files["/pubkeys.gpg"] = session_keys().alice.armored
+        server.files["/hello"] = discovery_html(
+            aci=[("localhost/hello", TEMPLATE)],
+            pubkeys=[("localhost/hello", plain.url("/pubkeys.gpg"))])
+        cp = env("--trust-keys-from-https", "fetch", "localhost/hello:1.0", check=False)
+        assert cp.returncode == 254 and "not trusting" in cp.stderr, cp.stderr
+        assert not plain.seen("/pubkeys.gpg")
+        cp = env("--trust-keys-from-https", "fetch", "--insecure-options=pubkey",
+                 "localhost/hello:1.0")
+        assert cp.stdout.startswith("sha512-") and plain.seen("/pubkeys.gpg")
+
+
+@pytest.mark.parametrize("kind", ["basic", "oauth"])
+def test_auth_from_auth_d(env: Rkt, server: Server, kind: str) -> None:
+    import base64
+
+    publish(server, env, "localhost/hello", "1.0")
+    trust_alice(env, server, "localhost/hello")
+    path = "/images/localhost/hello-1.0-linux-amd64.aci"
+    if kind == "basic":
+        creds = {"user": "ann", "password": "s3cret"}
+        server.require_auth[path] = "Basic " + base64.b64encode(b"ann:s3cret").decode()
+    else:
+        creds = {"token": "tok-123"}
+        server.require_auth[path] = "Bearer tok-123"
+    cp = env("fetch", "localhost/hello:1.0", check=False)
+    assert cp.returncode == 254 and "401" in cp.stderr, cp.stderr
+    (env.local_config / "auth.d").mkdir(parents=True)
+    (env.local_config / "auth.d" / "test.json").write_text(json.dumps(
+        {"rktKind": "auth", "rktVersion": "v1", "domains": ["localhost"], "type": kind,
+         "credentials": creds}))
+    assert env("fetch", "localhost/hello:1.0").stdout.startswith("sha512-")
