@@ -67,7 +67,8 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
         raise UsageError("stage1 image has no run entrypoint")
     embryo = poddir.Embryo(ctx.paths)
     try:
-        write_pod_dir(embryo.path, manifest, trees, stage1_tree, s1_manifest)
+        write_pod_dir(embryo.path, manifest, trees, stage1_tree, s1_manifest,
+                      store.tree_rootfs)
     except BaseException:
         shutil.rmtree(embryo.path, ignore_errors=True)
         embryo.close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .volumes import implicit_volumes, prepare_volumes
 
 STAGE1_ANN_PREFIX = "coreos.com/rkt/stage1/"
 
@@ -115,9 +116,11 @@ def pod_manifest(plan: PodPlan) -> dict[str, Any]:
             "mounts": [],
             "annotations": [],
         })
+    volumes: list[dict[str, Any]] = []
+    implicit_volumes(apps, [r.manifest for r in plan.apps], volumes)
     annotations = [{"name": k, "value": v} for k, v in plan.annotations]
     annotations.append({"name": "coreos.com/rkt/stage1/mutable", "value": "false"})
-    return {"acVersion": "0.8.11", "acKind": "PodManifest", "apps": apps, "volumes": [],
+    return {"acVersion": "0.8.11", "acKind": "PodManifest", "apps": apps, "volumes": volumes,
             "isolators": [], "annotations": annotations, "ports": []}
 
 
@@ -134,8 +137,10 @@ def _write(path: Path, data: bytes | str) -> None:
 
 
 def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, tuple[str, bytes]],
-                  stage1_tree: str, stage1_manifest: bytes) -> None:
-    """Everything stage1 needs in the pod directory (rkt's layout, reference §2.2)."""
+                  stage1_tree: str, stage1_manifest: bytes,
+                  tree_rootfs: Callable[[str], Path] | None = None) -> None:
+    """Everything stage1 needs in the pod directory (rkt's layout, reference §2.2).
+    ``tree_rootfs`` maps a tree ID to its rendered rootfs (for docker volume copy-up)."""
     for name, (tree_id, img_manifest) in app_trees.items():
         info = poddir / "appsinfo" / name
         _write(info / "manifest", img_manifest)
@@ -149,6 +154,10 @@ def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, t
     # Status files are read from the stage1 overlay's upper dir (rkt touches rkt/status too).
     (s1ov / "upper" / "rkt" / "status").mkdir(parents=True, exist_ok=True)
     (s1ov / "work").mkdir(parents=True, exist_ok=True)
+    if tree_rootfs is not None:
+        prepare_volumes(poddir, manifest,
+                        {n: json.loads(m) for n, (_t, m) in app_trees.items()},
+                        {n: tree_rootfs(t) for n, (t, _m) in app_trees.items()})
     _write(poddir / "overlay-prepared", b"")
     _write(poddir / "pod", json.dumps(manifest, indent=2))
 

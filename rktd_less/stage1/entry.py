@@ -23,6 +23,7 @@ from ..errors import RktError
 from ..host.cgroup import own_service
 from ..ids import machine_id, machine_name
 from ..pod.info import is_ready
+from ..pod.volumes import safe_target, volume_source
 from . import apps as appmod
 from . import units
 from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
@@ -86,6 +87,25 @@ def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
     return unit, env
 
 
+def _mount_volumes(poddir: Path, approot: Path, ra: dict[str, Any],
+                   volumes: dict[str, dict[str, Any]], mount: Any) -> None:
+    """Bind each of the app's mounts (a host dir or the pod's empty volume) into its rootfs,
+    read-only where the volume or the mount says so."""
+    for m in ra.get("mounts", []) or []:
+        vol = volumes.get(m["volume"])
+        if vol is None:
+            raise RktError(f'app "{ra["name"]}": no volume named "{m["volume"]}"')
+        src = volume_source(poddir, vol)
+        target = safe_target(approot, m["path"])
+        if src.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+        mount.bind(src, target, recursive=bool(vol.get("recursive", True)),
+                   readonly=bool(vol.get("readOnly")) or bool(m.get("readOnly")))
+
+
 def run(args: list[str]) -> int:
     from ..host import mount  # only the run entrypoint mounts
 
@@ -110,6 +130,7 @@ def run(args: list[str]) -> int:
         (root / d).mkdir(parents=True, exist_ok=True)
 
     app_units: list[units.AppUnit] = []
+    volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
     for ra in pod.get("apps", []):
         name = ra["name"]
         info = poddir / "appsinfo" / name
@@ -122,6 +143,7 @@ def run(args: list[str]) -> int:
             p = approot / d
             if not os.path.lexists(p):
                 p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
+        _mount_volumes(poddir, approot, ra, volumes, mount)
         manifest_bytes = (info / "manifest").read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
         unit, env = _app_unit(ra, approot, json.loads(manifest_bytes), interactive)

@@ -235,3 +235,29 @@ def test_run_as_main_process_of_a_service_keeps_that_unit(env: Rkt, aci: Path) -
     finally:
         sh("systemctl", "stop", f"{unit}.service", check=False)
         sh("systemctl", "reset-failed", f"{unit}.service", check=False)
+
+
+@pytest.mark.parametrize("docker", [False, True])
+def test_image_mount_points_get_implicit_volumes(env: Rkt, docker: bool) -> None:
+    """rkt: an unbound mountPoint gets an empty volume; for docker-converted images it is
+    pre-filled with the image's content at that path (appc/docker2aci#141)."""
+    extra: dict[str, object] = {}
+    if docker:
+        extra["annotations"] = [{"name": "appc.io/docker/repository", "value": "library/x"}]
+    aci = build_aci(env.work / f"vol-{docker}.aci", name=f"example.com/vol{int(docker)}",
+                    files={"data/from-image": b"image content\n"},
+                    app_extra={"mountPoints": [{"name": "data", "path": "/data"}]},
+                    manifest_extra=extra)
+    uf = env.uuid_file()
+    cp = env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh", "--",
+             "-c", "ls /data; echo written > /data/new; cat /data/new")
+    lines = cp.stdout.splitlines()
+    assert ("from-image" in lines) is docker, cp.stdout
+    assert lines[-1] == "written"
+    uuid = uf.read_text()
+    manifest = json.loads(env("cat-manifest", uuid).stdout)
+    assert manifest["volumes"] == [{"name": "data", "kind": "empty", "readOnly": False,
+                                    "mode": "0755", "uid": 0, "gid": 0}]
+    assert manifest["apps"][0]["mounts"] == [{"volume": "data", "path": "/data"}]
+    vol = next(env.data.glob(f"pods/*/{uuid}")) / "sharedVolumes" / "data"
+    assert (vol / "new").read_text() == "written\n"  # the volume, not the app's rootfs
