@@ -7,6 +7,11 @@ Sync entry points (``asyncio.run`` inside) over one aiohttp session per call:
   (HTTP Range + If-Range against a sidecar holding the resource's validator), conditional on a
   cached ETag (``If-None-Match`` -> 304), with rkt's progress bar on a terminal.
 
+Async primitives for protocol clients (the docker registry client, ``registry.py``):
+``client(opts)`` yields a ``Client`` (one session, parallel requests) whose ``send`` returns a
+``Response`` (status, headers, ``read``/``chunks``; ``async with`` releases it). Headers given
+as ``origin_headers`` (registry tokens) go to the first host only, never across a redirect.
+
 Redirects are followed here, hop by hop, so that every hop is checked: plain ``http://`` only
 with ``--insecure-options=http``, and auth.d headers only for the host they were configured for
 (never carried to another host by a redirect). Certificates are checked against the system
@@ -65,6 +70,8 @@ class HttpOptions:
     discovery_port: int | None = None
     connect_timeout: float = 30.0
     read_timeout: float = 120.0
+    # dockerAuth: registry ("host" or "host:port") -> (user, password), see config.load_auth.
+    docker_auth: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,8 @@ def options_from(ctx_insecure: Insecure, config: ConfigDirs,
         progress = sys.stderr is not None and sys.stderr.isatty()
     return HttpOptions(insecure_tls="tls" in ctx_insecure.options,
                        allow_http="http" in ctx_insecure.options,
-                       auth=auth.headers, unsupported_auth=auth.unsupported, progress=progress)
+                       auth=auth.headers, unsupported_auth=auth.unsupported, progress=progress,
+                       docker_auth=auth.docker)
 
 
 def options_for(ctx: Context) -> HttpOptions:
@@ -163,8 +171,8 @@ def _ssl_for(opts: HttpOptions) -> ssl.SSLContext:
 
 
 @asynccontextmanager
-async def _session(opts: HttpOptions) -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(ssl=_ssl_for(opts), limit=4)
+async def _session(opts: HttpOptions, limit: int = 4) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(ssl=_ssl_for(opts), limit=limit)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=opts.connect_timeout,
                                     sock_read=opts.read_timeout)
     # trust_env=False: no ~/.netrc credentials sneaking onto requests; proxies come from
@@ -247,19 +255,24 @@ def _status_error(url: str, resp: aiohttp.ClientResponse) -> HttpStatusError:
     hint = None
     if resp.status in (401, 403):
         hint = f'configure credentials for "{host_of(url)}" in auth.d'
-    return HttpStatusError(f"GET {url}: {resp.status} {resp.reason or ''}".rstrip(),
+    return HttpStatusError(f"{resp.method} {url}: {resp.status} {resp.reason or ''}".rstrip(),
                            resp.status, hint)
 
 
 async def _open(session: aiohttp.ClientSession, url: str, opts: HttpOptions,
-                headers: Mapping[str, str]) -> tuple[aiohttp.ClientResponse, str]:
-    """GET ``url`` following redirects; each hop gets only its own host's auth headers."""
+                headers: Mapping[str, str], *, method: str = "GET",
+                origin_headers: Mapping[str, str] | None = None, auth_d: bool = True
+                ) -> tuple[aiohttp.ClientResponse, str]:
+    """``method url`` following redirects; each hop gets only its own host's auth headers
+    (auth.d unless ``auth_d`` is false; ``origin_headers`` while still on the first host)."""
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         _check_scheme(current, opts)
-        hop = {**headers, **_auth_headers(current, opts)}
+        hop = {**headers, **(_auth_headers(current, opts) if auth_d else {})}
+        if origin_headers and host_of(current) == host_of(url):
+            hop.update(origin_headers)
         try:
-            resp = await session.request("GET", current, headers=hop, allow_redirects=False,
+            resp = await session.request(method, current, headers=hop, allow_redirects=False,
                                          proxy=_proxy_for(current))
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as e:
             raise _connect_error(current, opts, e) from None
@@ -267,9 +280,11 @@ async def _open(session: aiohttp.ClientSession, url: str, opts: HttpOptions,
         if resp.status in _REDIRECTS and location:
             resp.release()
             current = urljoin(current, location)
+            if resp.status == 303:
+                method = "GET"
             continue
         return resp, current
-    raise FetchError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
+    raise FetchError(f"{method} {url}: more than {MAX_REDIRECTS} redirects")
 
 
 def _body_error(url: str, e: Exception, got: int, partial: bool) -> FetchError:
@@ -279,28 +294,83 @@ def _body_error(url: str, e: Exception, got: int, partial: bool) -> FetchError:
                       hint="run the command again to resume the download" if partial else None)
 
 
+# --- generic requests ------------------------------------------------------------------------
+class Response:
+    """One answer (any status; redirects already followed). ``async with`` releases it."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, url: str) -> None:
+        self._resp = resp
+        self.url = url  # after redirects
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers  # case-insensitive
+        self.content_length = resp.content_length
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._resp.release()
+
+    def status_error(self) -> HttpStatusError:
+        return _status_error(self.url, self._resp)
+
+    async def read(self, max_bytes: int) -> bytes:
+        """The whole body, at most ``max_bytes``; a short body is a FetchError."""
+        too_big = FetchError(f"{self._resp.method} {self.url}: body larger than {max_bytes}"
+                             " bytes")
+        if self.content_length is not None and self.content_length > max_bytes:
+            raise too_big
+        buf = bytearray()
+        async for chunk in self.chunks(partial=False):
+            buf += chunk
+            if len(buf) > max_bytes:
+                raise too_big
+        if self.content_length is not None and len(buf) < self.content_length:
+            raise FetchError(f"{self._resp.method} {self.url}: connection closed after"
+                             f" {len(buf)} of {self.content_length} bytes")
+        return bytes(buf)
+
+    async def chunks(self, *, partial: bool = True, start: int = 0) -> AsyncIterator[bytes]:
+        """The body in chunks; a broken connection is a FetchError (``partial``: with the hint
+        that a rerun resumes; ``start``: bytes the caller already had, for the message)."""
+        got = start
+        try:
+            async for chunk in self._resp.content.iter_chunked(CHUNK):
+                got += len(chunk)
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise _body_error(self.url, e, got, partial) from None
+
+
+class Client:
+    """One session for many (also concurrent) requests, checked as ``_open`` checks them."""
+
+    def __init__(self, session: aiohttp.ClientSession, opts: HttpOptions) -> None:
+        self._session = session
+        self.opts = opts
+
+    async def send(self, method: str, url: str, headers: Mapping[str, str] | None = None, *,
+                   origin_headers: Mapping[str, str] | None = None, auth_d: bool = True
+                   ) -> Response:
+        resp, final = await _open(self._session, url, self.opts, headers or {}, method=method,
+                                  origin_headers=origin_headers, auth_d=auth_d)
+        return Response(resp, final)
+
+
+@asynccontextmanager
+async def client(opts: HttpOptions, *, limit: int = 8) -> AsyncIterator[Client]:
+    async with _session(opts, limit) as session:
+        yield Client(session, opts)
+
+
 # --- small bodies ----------------------------------------------------------------------------
 async def _get_bytes(url: str, opts: HttpOptions, max_bytes: int) -> bytes:
     async with _session(opts) as session:
         resp, final = await _open(session, url, opts, {})
-        async with resp:
-            if not 200 <= resp.status < 300:
-                raise _status_error(final, resp)
-            too_big = FetchError(f"GET {final}: body larger than {max_bytes} bytes")
-            if resp.content_length is not None and resp.content_length > max_bytes:
-                raise too_big
-            buf = bytearray()
-            try:
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    buf += chunk
-                    if len(buf) > max_bytes:
-                        raise too_big
-            except (aiohttp.ClientError, TimeoutError) as e:
-                raise _body_error(final, e, len(buf), partial=False) from None
-            if resp.content_length is not None and len(buf) < resp.content_length:
-                raise FetchError(f"GET {final}: connection closed after {len(buf)} of"
-                                 f" {resp.content_length} bytes")
-            return bytes(buf)
+        async with Response(resp, final) as r:
+            if not 200 <= r.status < 300:
+                raise r.status_error()
+            return await r.read(max_bytes)
 
 
 def get_bytes(url: str, ctx: HttpOptions | Context, max_bytes: int) -> bytes:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ImageError, NotFound, UsageError
+from ..errors import NotFound, UsageError
 from ..ids import looks_like_image_id
 from ..stage1.image import host_arch
 from .images import FetchSettings
@@ -67,7 +67,9 @@ def resolve_image(store: Store, text: str, settings: FetchSettings,
         path = text[len("file://"):] if text.startswith("file://") else text
         return fetcher.from_file(Path(path), signature)
     if kind == ImageKind.DOCKER:
-        raise ImageError(f'cannot fetch "{text}": docker images are not supported yet')
+        from .docker import fetch_docker
+
+        return fetch_docker(store, text, settings, fetcher.http)
     if kind == ImageKind.URL:
         if settings.pull_policy == "never":
             remote = store.index.get_remote(text)
