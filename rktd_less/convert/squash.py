@@ -29,7 +29,6 @@ symlinks when the image has no such entry.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tarfile
@@ -40,6 +39,7 @@ from typing import IO, Any
 
 from ..appc.manifest import parse_image_manifest
 from ..errors import ImageError, StoreError
+from . import acitar
 from . import layer as lay
 
 WHITEOUT = ".wh."
@@ -49,11 +49,9 @@ AUFS_META = ".wh..wh."
 # so that they work when the app's output is a socket (the journal).
 STDIO_LINKS = (("dev/stdin", "/proc/self/fd/0"), ("dev/stdout", "/dev/console"),
                ("dev/stderr", "/dev/console"), ("dev/fd", "/proc/self/fd"))
-# PAX records carried over: extended attributes (file capabilities!) and ACLs. Names, sizes,
-# owners and times are written anew from the header fields; sparse maps do not apply to the
-# expanded data written here.
-KEEP_PAX = ("SCHILY.xattr.", "LIBARCHIVE.xattr.", "SCHILY.acl.")
-_NUL = b"\0"
+
+
+_DIR = acitar.new_info(tarfile.DIRTYPE, 0o755)  # rootfs/ and directories only implied
 
 
 class _Node:
@@ -316,22 +314,24 @@ class _Merge:
         """Add docker2aci's stdio symlinks and the directories only implied by entries."""
         for path, target in STDIO_LINKS:
             if path not in self.out and path not in self.need_dir:
-                self._emit(path, _Node(_symlink_info(target), -1, -1), "stdio", path)
+                link = acitar.new_info(tarfile.SYMTYPE, 0o777, link=target)
+                self._emit(path, _Node(link, -1, -1), "stdio", path)
         for path in self.need_dir:
             if path not in self.out:
-                self.out[path] = _dir_info()
+                self.out[path] = _DIR
 
     def write(self, fd: int, manifest: bytes) -> None:
-        w = _Writer(fd, self.spool.fileno())
-        w.add(_file_info("manifest", len(manifest)))
+        w = acitar.Writer(fd, self.spool.fileno())
+        w.add(acitar.header(acitar.new_info(tarfile.REGTYPE, 0o644), "manifest",
+                            size=len(manifest)))
         w.data(manifest)
-        w.add(_dir_info("rootfs"))
+        w.add(acitar.header(_DIR, "rootfs"))
         carriers: dict[_Node, str] = {}
         for path in sorted(self.out):
             entry = self.out[path]
             name = f"rootfs/{path}"
             if isinstance(entry, tarfile.TarInfo):
-                w.add(_copy_info(entry, name))
+                w.add(acitar.header(entry, name))
                 continue
             node = _find(entry)
             if node.info is None:
@@ -339,122 +339,19 @@ class _Merge:
                                       f"hard link {json.dumps(path)} to "
                                       f"{json.dumps(entry.want)}: no such file")
             if not node.info.isreg():
-                w.add(_copy_info(node.info, name))
+                w.add(acitar.header(node.info, name))
                 continue
             first = carriers.get(node)
             if first is not None:
-                w.add(_copy_info(node.info, name, tarfile.LNKTYPE, link=first))
+                w.add(acitar.header(node.info, name, tarfile.LNKTYPE, link=first))
                 continue
             if node.offset < 0:  # cannot happen: every emitted or linked file is spooled
                 raise lay.layer_error(self.labels.get(node.level, "?"),
                                       f"lost the data of {json.dumps(path)}")
             carriers[node] = name
-            w.add(_copy_info(node.info, name, tarfile.REGTYPE, size=node.size))
+            w.add(acitar.header(node.info, name, tarfile.REGTYPE, size=node.size))
             w.copy(node.offset, node.size)
         w.end()
-
-
-def _copy_info(src: tarfile.TarInfo, name: str, type_: bytes | None = None, *, size: int = 0,
-               link: str | None = None) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type = src.type if type_ is None else type_
-    ti.mode = src.mode & 0o7777
-    ti.uid, ti.gid, ti.uname, ti.gname = src.uid, src.gid, src.uname, src.gname
-    ti.mtime = src.mtime
-    ti.size = size
-    ti.linkname = src.linkname if link is None else link
-    ti.devmajor, ti.devminor = src.devmajor, src.devminor
-    if src.pax_headers:
-        ti.pax_headers = {k: v for k, v in src.pax_headers.items() if k.startswith(KEEP_PAX)}
-    return ti
-
-
-def _file_info(name: str, size: int) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mode, ti.mtime = size, 0o644, 0
-    return ti
-
-
-def _dir_info(name: str = "") -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 0
-    return ti
-
-
-def _symlink_info(target: str) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo("")
-    ti.type, ti.mode, ti.mtime, ti.linkname = tarfile.SYMTYPE, 0o777, 0, target
-    return ti
-
-
-class _Writer:
-    """Tar output on a file descriptor: headers buffered, file data copied from the spool
-    in the kernel (``copy_file_range``), falling back to read/write where unsupported."""
-
-    def __init__(self, fd: int, spool_fd: int) -> None:
-        self.fd = fd
-        self.spool_fd = spool_fd
-        self.buf = bytearray()
-        self.total = 0
-        self.in_kernel = True
-
-    def add(self, info: tarfile.TarInfo) -> None:
-        self.buf += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-    def data(self, data: bytes) -> None:
-        self.buf += data
-        self.buf += _NUL * (-len(data) % tarfile.BLOCKSIZE)
-
-    def flush(self) -> None:
-        view = memoryview(self.buf)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-        self.total += len(self.buf)
-        self.buf = bytearray()
-
-    def copy(self, offset: int, size: int) -> None:
-        if size >= 1 << 16:
-            self.flush()
-            done = self._kernel_copy(offset, size) if self.in_kernel else 0
-            self._user_copy(offset + done, size - done)
-            self.total += size
-        else:  # small files: one write with the headers around them
-            self.buf += os.pread(self.spool_fd, size, offset)
-        self.buf += _NUL * (-size % tarfile.BLOCKSIZE)
-        if len(self.buf) >= 1 << 20:
-            self.flush()
-
-    def _kernel_copy(self, offset: int, size: int) -> int:
-        done = 0
-        try:
-            while done < size:
-                n = os.copy_file_range(self.spool_fd, self.fd, size - done, offset + done)
-                if n == 0:
-                    break
-                done += n
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-            self.in_kernel = False
-        return done
-
-    def _user_copy(self, offset: int, size: int) -> None:
-        while size > 0:
-            chunk = os.pread(self.spool_fd, min(size, lay.CHUNK), offset)
-            if not chunk:
-                raise OSError(errno.EIO, "spool file shorter than expected")
-            view = memoryview(chunk)
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
-            offset += len(chunk)
-            size -= len(chunk)
-
-    def end(self) -> None:
-        self.buf += _NUL * (2 * tarfile.BLOCKSIZE)
-        self.buf += _NUL * (-(self.total + len(self.buf)) % tarfile.RECORDSIZE)
-        self.flush()
 
 
 def squash(layers: Sequence[tuple[Path, str]], manifest: Mapping[str, Any], out: Path) -> None:

@@ -108,11 +108,26 @@ def test_layers_whiteouts_hardlinks_and_config(env: Rkt, registry: Registry) -> 
     assert ann["appc.io/docker/repository"].endswith("team/layers")
 
 
-def test_unknown_repo_and_tag(env: Rkt, registry: Registry) -> None:
-    for ref in ("nope/nope:latest", "library/busybox:nosuchtag"):
-        cp = env("fetch", INSECURE, f"docker://{registry.host}/{ref}", check=False)
-        assert cp.returncode == 254 and "not found" in cp.stderr, cp.stderr
-        assert len(cp.stderr.splitlines()) == 1
+def test_by_digest(env: Rkt, registry: Registry) -> None:
+    digest = registry.push(BUSYBOX, "library/pinned", "v1")
+    url = f"docker://{registry.host}/library/pinned@{digest}"
+    assert env("run", INSECURE, url).stdout == "hello docker\n"
+
+
+def _leftovers(env: Rkt) -> list[Path]:
+    cas = env.data / "cas"
+    return [p for sub in ("blob", "tmp") for p in (cas / sub).rglob("*")
+            if p.is_file()] if cas.exists() else []
+
+
+def test_unknown_repo_tag_and_registry(env: Rkt, registry: Registry) -> None:
+    for ref in (f"{registry.host}/nope/nope:latest", f"{registry.host}/library/busybox:nosuch",
+                "127.0.0.1:1/library/busybox"):
+        cp = env("fetch", INSECURE, f"docker://{ref}", check=False)
+        assert cp.returncode == 254, cp.stderr
+        assert len(cp.stderr.splitlines()) == 1, cp.stderr
+        assert ("not found" in cp.stderr) or ref.startswith("127.0.0.1:1/"), cp.stderr
+    assert _leftovers(env) == []
 
 
 def test_tls_and_basic_auth(env: Rkt, tmp_path: Path) -> None:
