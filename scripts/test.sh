@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-.venv/bin/ruff check -q rktd_less tests bench/pod_start bench/fetch bench/docker_pull scripts/make-busybox-aci
+.venv/bin/ruff check -q rktd_less tests bench/pod_start bench/fetch bench/docker_pull bench/squash scripts/make-busybox-aci
 .venv/bin/mypy
 exec .venv/bin/python tests/testbed.py run --name rktd-less-ci -- \
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "$@"

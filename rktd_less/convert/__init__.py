@@ -1,7 +1,10 @@
-"""Docker/OCI images → ACIs, as rkt's docker2aci: the manifest mapping (pure) and the squash
-of the layers into one uncompressed ACI (streaming, nothing extracted)."""
+"""Docker/OCI images → ACIs, as rkt's docker2aci.
+
+``manifest``: the image config → appc ImageManifest mapping (pure). ``squash``: the layers →
+one uncompressed ACI (streaming, nothing extracted; ``from rktd_less.convert.squash import
+squash``). ``layer`` reads layer blobs, ``acitar`` writes the ACI tar.
+"""
 
 from .manifest import aci_manifest, appc_image_name
-from .squash import squash
 
-__all__ = ["aci_manifest", "appc_image_name", "squash"]
+__all__ = ["aci_manifest", "appc_image_name"]

@@ -11,8 +11,10 @@ headers, missing data, a tar that stops without its end-of-archive blocks) becom
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -32,7 +34,8 @@ def layer_error(label: str, detail: str) -> ImageError:
 
 
 class _Corrupt(Exception):
-    """A header tarfile would silently take for the end of the archive."""
+    """Damage the libraries would let pass: a bad header tarfile takes for the end of the
+    archive, zstd data cut inside a frame."""
 
 
 class _StrictInfo(tarfile.TarInfo):
@@ -52,6 +55,7 @@ class _StrictInfo(tarfile.TarInfo):
             raise _Corrupt(f"corrupt tar data ({e})") from e
 
 
+@functools.cache
 def _read_errors() -> tuple[type[Exception], ...]:
     """What reading a layer can raise: codecs, tarfile, and the file itself (OSError)."""
     import zstandard
@@ -88,12 +92,60 @@ def _decompressed(raw: BinaryIO) -> _Readable:
     if head.startswith(ZSTD_MAGIC):
         import zstandard
 
-        # This reader ends quietly where the input stops inside a frame; the tar reader
-        # then finds the archive cut short, which is what matters.
+        check_zstd_frames(raw)
         reader: _Readable = zstandard.ZstdDecompressor().stream_reader(
             raw, read_size=CHUNK, read_across_frames=True, closefd=False)
         return reader
     return raw
+
+
+_ZSTD_FRAME = 0xFD2FB528
+_ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
+
+
+def check_zstd_frames(raw: BinaryIO) -> None:
+    """Walk the frame and block headers of zstd data (RFC 8878, 3.1) to its end, then rewind.
+
+    zstandard's readers end quietly where their input stops inside a frame (a layer cut in
+    half may decompress to nothing at all, which would pass for an empty layer), and a
+    decompressor object has no bound on its output; the headers tell a cut-short stream in a
+    few thousand small reads.
+    """
+    size = os.fstat(raw.fileno()).st_size
+
+    def need(n: int) -> bytes:
+        data = raw.read(n)
+        if len(data) != n:
+            raise _Corrupt("truncated zstd data")
+        return data
+
+    def skip(n: int) -> None:
+        if raw.seek(n, os.SEEK_CUR) > size:
+            raise _Corrupt("truncated zstd data")
+
+    while raw.tell() < size:
+        magic = int.from_bytes(need(4), "little")
+        if magic in _ZSTD_SKIPPABLE:
+            skip(int.from_bytes(need(4), "little"))
+            continue
+        if magic != _ZSTD_FRAME:
+            raise _Corrupt("corrupt zstd data (no frame where one should start)")
+        desc = need(1)[0]
+        if desc & 0x08:
+            raise _Corrupt("corrupt zstd data (reserved bit set)")
+        single = bool(desc & 0x20)
+        need((0 if single else 1) + (0, 1, 2, 4)[desc & 3]
+             + (1 if single else 0, 2, 4, 8)[desc >> 6])
+        last = False
+        while not last:
+            block = int.from_bytes(need(3), "little")
+            last, kind, length = bool(block & 1), (block >> 1) & 3, block >> 3
+            if kind == 3:
+                raise _Corrupt("corrupt zstd data (reserved block type)")
+            skip(1 if kind == 1 else length)  # an RLE block holds one byte
+        if desc & 0x04:
+            need(4)  # content checksum
+    raw.seek(0)
 
 
 class _Gunzip:
@@ -193,6 +245,20 @@ def members(tf: tarfile.TarFile, label: str) -> Iterator[tarfile.TarInfo]:
 def copy_data(tf: tarfile.TarFile, info: tarfile.TarInfo, dst: IO[bytes], label: str) -> int:
     """Copy the data of the current member ``info`` to ``dst``; the number of bytes."""
     errors = _read_errors()
+    if info.sparse is None and tf.fileobj.tell() == info.offset_data:
+        # The stream is at the member's data: read it there, without the two buffering
+        # layers of extractfile() (a sixth of the read time for small files).
+        left = info.size
+        while left:
+            try:
+                chunk = tf.fileobj.read(min(left, CHUNK))
+            except errors as e:
+                fail(label, e)
+            if not chunk:
+                fail(label, tarfile.ReadError("unexpected end of data"))
+            dst.write(chunk)
+            left -= len(chunk)
+        return info.size
     try:
         src = tf.extractfile(info)
     except errors as e:

@@ -13,9 +13,10 @@ the squashed image rkt stores:
   ``Volumes`` "/var/lib/data" → mountPoint "volume-var-lib-data", a repeated name gets "-1",
   "-2"..., sorted by name;
 * annotations ``author`` (docker2aci writes "author" on this path, not appc's "authors"),
-  ``created``, ``docker-comment`` (Docker's ``comment``, as docker2aci's v1 path), and
-  ``appc.io/docker/{originalname, registryurl, repository, tag, imageid, parentimageid,
-  manifesthash, entrypoint, cmd}`` (entrypoint/cmd as JSON arrays).
+  ``created`` (left out unless RFC 3339, which appc requires), ``docker-comment`` (Docker's
+  ``comment``, as docker2aci's v1 path), and ``appc.io/docker/{originalname, registryurl,
+  repository, tag, imageid, parentimageid, manifesthash, entrypoint, cmd}`` (entrypoint/cmd
+  as JSON arrays).
 
 Errors in the config are :class:`~rktd_less.errors.ManifestError` naming the field.
 """
@@ -60,6 +61,9 @@ _ID_EDGES = re.compile(r"^[-._~/]+|[-._~/]+$")
 _ID_SEP_RUNS = re.compile(r"([-._~/])[-._~/]+")
 _PORT_RE = re.compile(r"^[0-9]+$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9.-]*$")  # appc schema/types/environment.go
+# appc requires the "created" annotation to parse as RFC 3339 (Go accepts any fraction)
+_RFC3339_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _fail(field: str, detail: str) -> ManifestError:
@@ -75,11 +79,11 @@ def _opt_str(d: Mapping[str, Any], key: str, field: str) -> str:
     return v
 
 
-def _str_list(d: Mapping[str, Any], key: str, field: str) -> list[str]:
+def _str_list(d: Mapping[str, Any], key: str, field: str, *, slice_: bool = False) -> list[str]:
     v = d.get(key)
     if v is None:
         return []
-    if isinstance(v, str):  # schema1 era images sometimes carry a bare string
+    if slice_ and isinstance(v, str):  # Docker's strslice: a bare string is one argument
         return [v]
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise _fail(field, "must be a list of strings")
@@ -166,8 +170,8 @@ def mount_points(volumes: list[str]) -> list[dict[str, str]]:
 
 
 def _app(inner: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
-    entrypoint = _str_list(inner, "Entrypoint", "config.Entrypoint")
-    cmd = _str_list(inner, "Cmd", "config.Cmd")
+    entrypoint = _str_list(inner, "Entrypoint", "config.Entrypoint", slice_=True)
+    cmd = _str_list(inner, "Cmd", "config.Cmd", slice_=True)
     user, group = docker_user(_opt_str(inner, "User", "config.User"))
     wd = _opt_str(inner, "WorkingDir", "config.WorkingDir")
     app: dict[str, Any] = {}
@@ -219,7 +223,8 @@ def aci_manifest(config: Mapping[str, Any], *, appc_name: str, tag: str, registr
             annotations[name] = value
 
     annotate("author", _opt_str(config, "author", "author"))
-    annotate("created", _opt_str(config, "created", "created"))
+    created = _opt_str(config, "created", "created")
+    annotate("created", created if _RFC3339_RE.match(created) else None)
     annotate("docker-comment", _opt_str(config, "comment", "comment"))
     for key, value in (("originalname", original_name), ("registryurl", registry),
                        ("repository", repository), ("tag", tag), ("imageid", image_id),

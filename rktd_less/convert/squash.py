@@ -34,6 +34,7 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -97,19 +98,28 @@ def _norm(name: str, label: str) -> str:
     return "/".join(parts)
 
 
-def _kind(info: tarfile.TarInfo, label: str) -> str:
+class Kind(StrEnum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    FIFO = "fifo"
+    DEVICE = "device"
+
+
+def _kind(info: tarfile.TarInfo, label: str) -> Kind:
     if info.isreg():
-        return "file"
+        return Kind.FILE
     if info.isdir():
-        return "dir"
+        return Kind.DIR
     if info.issym():
-        return "symlink"
+        return Kind.SYMLINK
     if info.islnk():
-        return "hardlink"
+        return Kind.HARDLINK
     if info.isfifo():
-        return "fifo"
+        return Kind.FIFO
     if info.ischr() or info.isblk():
-        return "device"
+        return Kind.DEVICE
     raise _unsafe(label, info.name, f"unsupported tar entry type {info.type!r}")
 
 
@@ -214,18 +224,18 @@ class _Merge:
             self._whiteout(level, parent, base, info.name, label)
             return None
         kind = _kind(info, label)
-        if name == "dev" and kind != "dir":
+        if name == "dev" and kind != Kind.DIR:
             raise _unsafe(label, info.name, '"/dev" is not a directory')
-        if kind == "device" and not name.startswith("dev/"):
+        if kind == Kind.DEVICE and not name.startswith("dev/"):
             raise _unsafe(label, info.name, "device node outside /dev")
         visible = not self._hidden(name, level)
         _mark(self.self_mask, name, level)
         node: _Node | None = None
-        if kind == "dir":
+        if kind == Kind.DIR:
             seen[name] = None
         else:
             _mark(self.desc_mask, name, level)
-            if kind == "hardlink":
+            if kind == Kind.HARDLINK:
                 node = self._link(level, index, info, seen, label)
             else:
                 node = _Node(info, level, index)
@@ -235,7 +245,7 @@ class _Merge:
             self._resolve(name, level, node, waiting)
         if visible:
             self._emit(name, info if node is None else node, label, info.name)
-        return node if kind == "file" else None
+        return node if kind == Kind.FILE else None
 
     def _whiteout(self, level: int, parent: str, base: str, raw: str, label: str) -> None:
         if base == OPAQUE:
@@ -338,7 +348,10 @@ class _Merge:
                 raise lay.layer_error(self.labels.get(entry.level, "?"),
                                       f"hard link {json.dumps(path)} to "
                                       f"{json.dumps(entry.want)}: no such file")
-            if not node.info.isreg():
+            if not node.info.isreg():  # symlinks, fifos, devices: each path its own copy
+                if (node.info.ischr() or node.info.isblk()) and not path.startswith("dev/"):
+                    raise _unsafe(self.labels.get(entry.level, "?"), path,
+                                  "device node outside /dev")
                 w.add(acitar.header(node.info, name))
                 continue
             first = carriers.get(node)

@@ -92,7 +92,8 @@ def wh(path: str) -> Entry:
 
 def opq(dir_: str) -> Entry:
     """The marker that makes ``dir_`` opaque: hides everything below it in lower layers."""
-    return f(f"{dir_.rstrip('/')}/.wh..wh..opq")
+    dir_ = dir_.strip("/")
+    return f(f"{dir_}/.wh..wh..opq" if dir_ else ".wh..wh..opq")
 
 
 def tar_bytes(entries: Sequence[Entry]) -> bytes:
@@ -118,13 +119,19 @@ def tar_bytes(entries: Sequence[Entry]) -> bytes:
     return buf.getvalue()
 
 
+def zstd_frame(data: bytes, *, checksum: bool = False) -> bytes:
+    """One zstd frame (without the content size, as streaming compressors write them)."""
+    import zstandard  # tests only: the engine reads zstd in rktd_less.convert.layer
+
+    return zstandard.ZstdCompressor(level=1, write_checksum=checksum,
+                                    write_content_size=not checksum).compress(data)
+
+
 def compress_bytes(data: bytes, compress: Compress) -> bytes:
     if compress == "gzip":
         return gzip.compress(data, compresslevel=1, mtime=0)
     if compress == "zstd":
-        import zstandard  # tests only: the engine reads zstd in rktd_less.convert.squash
-
-        return zstandard.ZstdCompressor(level=1).compress(data)
+        return zstd_frame(data)
     return data
 
 
