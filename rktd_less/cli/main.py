@@ -31,6 +31,8 @@ GLOBAL_FLAGS: dict[str, Flag] = {
 # verb -> module under rktd_less.cli (imported lazily: start-up time matters)
 VERBS = {
     "run": "run",
+    "prepare": "prepare",
+    "run-prepared": "run_prepared",
     "fetch": "fetch",
     "trust": "trust",
     "list": "list_",

@@ -44,7 +44,7 @@ FLAGS: dict[str, Flag] = {
 }
 
 
-def _check(values: dict[str, Any], n_apps: int) -> None:
+def check_pod_flags(values: dict[str, Any], n_apps: int) -> None:
     if values["net"] not in ("host", "none"):
         raise UsageError(f'network "{values["net"]}" is not available yet',
                          hint="use --net=host or --net=none")
@@ -77,12 +77,14 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
     return embryo, entrypoint
 
 
-def main_raw(args: list[str], spec: dict[str, Flag],
-             make_ctx: Callable[[dict[str, Any]], Context]) -> int:
+def prepare_from_args(args: list[str], spec: dict[str, Flag],
+                      make_ctx: Callable[[dict[str, Any]], Context]
+                      ) -> tuple[Context, dict[str, Any], poddir.Embryo, Path]:
+    """Shared by run and prepare: parse, fetch (verified), render, write the pod dir."""
     parsed = parse_run(spec, args)
     ctx = make_ctx(parsed.pod)
     values = parsed.pod
-    _check(values, len(parsed.apps))
+    check_pod_flags(values, len(parsed.apps))
     settings = ctx.fetch_settings(values["pull-policy"])
     ctx.require_root()
     from ..store import Store
@@ -99,6 +101,39 @@ def main_raw(args: list[str], spec: dict[str, Flag],
 
     with prepare_lock(ctx.paths, exclusive=False):
         embryo, entrypoint = prepare_pod(ctx, values, resolved, store)
+    return ctx, values, embryo, entrypoint
+
+
+def launch_pod(ctx: Context, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
+               values: dict[str, Any]) -> int:
+    """Start a pod that is in ``run/`` and whose shared 'running' lock ``lock_fd`` holds."""
+    lx = launch.Launch(
+        uuid=uuid, poddir=path, entrypoint=entrypoint,
+        args=launch.stage1_run_args(uuid, debug=ctx.debug, net=values["net"],
+                                    interactive=values["interactive"],
+                                    hostname=values["hostname"] or None))
+    mode = launch.choose_mode()
+    if ctx.debug:
+        ctx.err(f"pod {uuid}: launching in mode {mode}")
+    if mode == launch.Mode.UNIT:
+        return launch.run_in_unit(lx, lock_fd)
+    if mode == launch.Mode.NO_SYSTEMD:
+        ctx.err("systemd is not running here: the pod runs without machinectl/journalctl "
+                "integration")
+    sys.stdout.flush()
+    launch.exec_stage1(lx, lock_fd, ctx.debug)
+    return 254  # not reached
+
+
+def save_uuid(values: dict[str, Any], uuid: str) -> None:
+    """rkt's --uuid-file-save: the UUID, no trailing newline."""
+    if values.get("uuid-file-save"):
+        Path(values["uuid-file-save"]).write_text(uuid)
+
+
+def main_raw(args: list[str], spec: dict[str, Flag],
+             make_ctx: Callable[[dict[str, Any]], Context]) -> int:
+    ctx, values, embryo, entrypoint = prepare_from_args(args, spec, make_ctx)
     try:
         path = embryo.move("run")
         poddir.share_lock_for_run(embryo.fd, path)
@@ -106,22 +141,5 @@ def main_raw(args: list[str], spec: dict[str, Flag],
         shutil.rmtree(embryo.path, ignore_errors=True)
         embryo.close()
         raise
-    if values["uuid-file-save"]:
-        Path(values["uuid-file-save"]).write_text(embryo.uuid)
-    lx = launch.Launch(
-        uuid=embryo.uuid, poddir=path, entrypoint=entrypoint,
-        args=launch.stage1_run_args(embryo.uuid, debug=ctx.debug, net=values["net"],
-                                    interactive=values["interactive"],
-                                    hostname=values["hostname"] or None))
-    mode = launch.choose_mode()
-    if ctx.debug:
-        ctx.err(f"pod {embryo.uuid}: launching in mode {mode}")
-    if mode == launch.Mode.UNIT:
-        return launch.run_in_unit(lx, embryo.fd)
-    if mode == launch.Mode.NO_SYSTEMD:
-        ctx.err("systemd is not running here: the pod runs without machinectl/journalctl "
-                "integration")
-    sys.stdout.flush()
-    launch.exec_stage1(lx, embryo.fd, ctx.debug)
-    return 254  # not reached
-
+    save_uuid(values, embryo.uuid)
+    return launch_pod(ctx, embryo.uuid, path, embryo.fd, entrypoint, values)

@@ -261,3 +261,21 @@ def test_image_mount_points_get_implicit_volumes(env: Rkt, docker: bool) -> None
     assert manifest["apps"][0]["mounts"] == [{"volume": "data", "path": "/data"}]
     vol = next(env.data.glob(f"pods/*/{uuid}")) / "sharedVolumes" / "data"
     assert (vol / "new").read_text() == "written\n"  # the volume, not the app's rootfs
+
+
+def test_prepare_then_run_prepared(env: Rkt, aci: Path) -> None:
+    cp = env("prepare", "--quiet", INSECURE, str(aci), "--exec", "/bin/echo", "--", "prepared")
+    uuid = cp.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f-]{36}", uuid), cp.stdout
+    assert "state=prepared" in env("status", uuid).stdout
+    assert env("run-prepared", uuid[:12]).stdout == "prepared\n"
+    assert "state=exited" in env("status", uuid).stdout
+    again = env("run-prepared", uuid, check=False)
+    assert again.returncode == 254 and "not prepared" in again.stderr, again.stderr
+
+
+def test_expired_prepared_pods_are_collected(env: Rkt, aci: Path) -> None:
+    uuid = env("prepare", "--quiet", INSECURE, str(aci)).stdout.strip()
+    cp = env("gc", "--expire-prepared=0s", "--grace-period=0s")
+    assert f'moving expired prepared pod "{uuid}" to garbage' in cp.stderr
+    assert f'Garbage collecting pod "{uuid}"' in cp.stdout

@@ -1,0 +1,42 @@
+"""rkt prepare: fetch and render images into a pod that `rkt run-prepared` starts later."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from .context import Context
+from .flags import Flag, Kind
+from .run import FLAGS as RUN_FLAGS
+from .run import prepare_from_args, save_uuid
+
+RAW_ARGS = True
+SHORT = "Prepare to run image(s) in a pod in rkt"
+USAGE = """Usage:
+  rkt prepare [--quiet] [pod flags] IMAGE [per-app flags] [-- image-args... [---]] ...
+
+Prints the new pod's UUID; start it with `rkt run-prepared UUID`. Flags as `rkt run`."""
+FLAGS: dict[str, Flag] = {
+    **{k: v for k, v in RUN_FLAGS.items() if k not in ("interactive", "net", "hostname")},
+    "quiet": Flag(Kind.BOOL, False, "suppress superfluous output on stdout, print only the UUID"),
+    # accepted as rkt does, but they belong to run-prepared: checked there
+    "net": Flag(Kind.STR, "host", "pod network"),
+    "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
+    "hostname": Flag(Kind.STR, "", "pod hostname"),
+}
+
+
+def main_raw(args: list[str], spec: dict[str, Flag],
+             make_ctx: Callable[[dict[str, Any]], Context]) -> int:
+    ctx, values, embryo, _entry = prepare_from_args(args, spec, make_ctx)
+    try:
+        embryo.move("prepared")
+    except BaseException:
+        shutil.rmtree(embryo.path, ignore_errors=True)
+        raise
+    finally:
+        embryo.close()
+    save_uuid(values, embryo.uuid)
+    ctx.out(embryo.uuid)
+    return 0
