@@ -15,6 +15,7 @@ class Kind(Enum):
     BOOL = "bool"
     STR = "string"
     LIST = "list"  # repeated and/or comma-separated
+    MULTI = "multi"  # repeated, each value kept whole (NAME=VALUE may contain commas)
     OPTSTR = "optional string"  # --wait or --wait=5s
 
 
@@ -36,7 +37,7 @@ def parse_bool(name: str, text: str) -> bool:
 
 
 def defaults(spec: Mapping[str, Flag]) -> dict[str, Any]:
-    return {k: (list(f.default) if f.kind == Kind.LIST else f.default)
+    return {k: (list(f.default) if f.kind in (Kind.LIST, Kind.MULTI) else f.default)
             for k, f in spec.items()}
 
 
@@ -64,6 +65,8 @@ def take_flag(spec: Mapping[str, Flag], args: Sequence[str], i: int,
         i += 1
     if f.kind == Kind.LIST:
         values[name].extend(v for v in val.split(",") if v)
+    elif f.kind == Kind.MULTI:
+        values[name].append(val)
     else:
         values[name] = val
     return i + 1

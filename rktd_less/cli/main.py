@@ -14,7 +14,7 @@ from ..config import ConfigDirs, Insecure
 from ..errors import RktError, UsageError
 from ..paths import DEFAULT_LOCAL_CONFIG, DEFAULT_SYSTEM_CONFIG, Paths
 from .context import Context
-from .flags import Flag, Kind, parse, take_flag
+from .flags import Flag, Kind, defaults, parse, take_flag
 
 GLOBAL_FLAGS: dict[str, Flag] = {
     "dir": Flag(Kind.STR, "/var/lib/rkt", "rkt data directory"),
@@ -76,8 +76,7 @@ def resolve_verb(word: str) -> str:
 
 
 def _split_globals(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    values: dict[str, Any] = {k: (list(f.default) if f.kind == Kind.LIST else f.default)
-                              for k, f in GLOBAL_FLAGS.items()}
+    values = defaults(GLOBAL_FLAGS)
     i = 0
     while i < len(argv) and argv[i].startswith("--") and argv[i] != "--":
         nxt = take_flag(GLOBAL_FLAGS, argv, i, values)

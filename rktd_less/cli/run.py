@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from ..pod.prepare import PodPlan, ResolvedApp, pod_manifest, stage1_entrypoint,
 from ..stage1.image import ensure_default
 from .context import Context
 from .flags import Flag, Kind
-from .run_args import parse_run
+from .run_args import env_pairs, parse_run
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -32,6 +33,7 @@ Pod flags (before the first image):
       --hostname=NAME            pod hostname (default rkt-<uuid>)
       --pull-policy=new|never|update
       --uuid-file-save=FILE      write the pod UUID to FILE
+      --inherit-env, --set-env=NAME=VALUE, --set-env-file=FILE   environment for all apps
 Per-app flags (after an image): --name --exec --user --group --working-dir --environment
       --readonly-rootfs --signature
 """
@@ -41,7 +43,21 @@ FLAGS: dict[str, Flag] = {
     "hostname": Flag(Kind.STR, "", "pod hostname"),
     "pull-policy": Flag(Kind.STR, "new", "never, new or update"),
     "uuid-file-save": Flag(Kind.STR, "", "write out pod UUID to specified file"),
+    "inherit-env": Flag(Kind.BOOL, False, "apps inherit all environment variables of rkt"),
+    "set-env": Flag(Kind.MULTI, [], "an environment variable for all apps: NAME=VALUE"),
+    "set-env-file": Flag(Kind.STR, "", "a file of NAME=VALUE lines for all apps"),
 }
+
+
+def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
+    """rkt's --set-env-file: NAME=VALUE per line; blank lines and lines starting with # or ;
+    are ignored."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UsageError(f'cannot read environment file "{path}": {e.strerror}') from e
+    lines = [ln.strip() for ln in text.splitlines()]
+    return env_pairs([ln for ln in lines if ln and not ln.startswith(("#", ";"))])
 
 
 def check_pod_flags(values: dict[str, Any], n_apps: int) -> None:
@@ -57,7 +73,11 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
     """Render everything first, then make the pod dir; on failure leave nothing behind."""
     stage1_key = ensure_default(store, ctx.paths.cas_tmp)
     stage1_tree = store.render(stage1_key)
-    manifest = pod_manifest(PodPlan(apps=tuple(plan_apps)))
+    manifest = pod_manifest(PodPlan(
+        apps=tuple(plan_apps),
+        inherited_env=tuple(os.environ.items()) if values["inherit-env"] else (),
+        env_file=read_env_file(values["set-env-file"]) if values["set-env-file"] else (),
+        set_env=env_pairs(values["set-env"])))
     trees = {}
     for ra, r in zip(manifest["apps"], plan_apps, strict=True):
         trees[ra["name"]] = (store.render(r.key), store.manifest_bytes(r.key))

@@ -17,7 +17,7 @@ APP_FLAGS: dict[str, Flag] = {
     "user": Flag(Kind.STR, None, "user override: uid, name from the image, or file path"),
     "group": Flag(Kind.STR, None, "group override: gid, name from the image, or file path"),
     "working-dir": Flag(Kind.STR, None, "override the working directory of the app"),
-    "environment": Flag(Kind.LIST, [], "set an environment variable of the app: NAME=VALUE"),
+    "environment": Flag(Kind.MULTI, [], "set an environment variable of the app: NAME=VALUE"),
     "readonly-rootfs": Flag(Kind.BOOL, False, "mount the app's rootfs read-only"),
     "signature": Flag(Kind.STR, None, "local signature file for the image"),
 }
@@ -29,7 +29,7 @@ class RunArgs:
     apps: tuple[AppRequest, ...]
 
 
-def _env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+def env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     out = []
     for item in items:
         k, eq, v = item.partition("=")
@@ -44,7 +44,7 @@ def _app(image: str, v: Mapping[str, Any], args: list[str] | None) -> AppRequest
         image=image, name=v["name"], exec_=v["exec"],
         args=tuple(args) if args is not None else None,
         user=v["user"], group=v["group"], working_dir=v["working-dir"],
-        environment=_env_pairs(v["environment"]), readonly_rootfs=v["readonly-rootfs"],
+        environment=env_pairs(v["environment"]), readonly_rootfs=v["readonly-rootfs"],
         signature=v["signature"])
 
 

@@ -42,6 +42,11 @@ class ResolvedApp:
 class PodPlan:
     apps: tuple[ResolvedApp, ...]
     annotations: tuple[tuple[str, str], ...] = field(default=())
+    # pod-wide environment, rkt's precedence (last wins): inherited parent env, image env,
+    # --set-env-file, --set-env, then each app's --environment
+    inherited_env: tuple[tuple[str, str], ...] = ()
+    env_file: tuple[tuple[str, str], ...] = ()
+    set_env: tuple[tuple[str, str], ...] = ()
 
 
 def _image_name(manifest: dict[str, Any]) -> str:
@@ -63,7 +68,7 @@ def default_app_name(image_name: str) -> str:
     return name or "app"
 
 
-def runtime_app(r: ResolvedApp) -> dict[str, Any]:
+def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> dict[str, Any]:
     """The pod manifest entry of one app: the image's app with the command line's overrides."""
     img_app: dict[str, Any] = dict(r.manifest.get("app") or {})
     req = r.request
@@ -85,9 +90,13 @@ def runtime_app(r: ResolvedApp) -> dict[str, Any]:
         app["group"] = req.group
     if req.working_dir is not None:
         app["workingDirectory"] = req.working_dir
-    if req.environment:
-        env = {e["name"]: e["value"] for e in app.get("environment", [])}
-        env.update(dict(req.environment))
+    env = dict(plan.inherited_env) if plan else {}
+    env.update({e["name"]: e["value"] for e in app.get("environment", [])})
+    if plan:
+        env.update(dict(plan.env_file))
+        env.update(dict(plan.set_env))
+    env.update(dict(req.environment))
+    if env:
         app["environment"] = [{"name": k, "value": v} for k, v in env.items()]
     return app
 
@@ -111,7 +120,7 @@ def pod_manifest(plan: PodPlan) -> dict[str, Any]:
         apps.append({
             "name": name,
             "image": {"name": _image_name(r.manifest), "id": r.key, "labels": labels},
-            "app": runtime_app(r),
+            "app": runtime_app(r, plan),
             "readOnlyRootFS": r.request.readonly_rootfs,
             "mounts": [],
             "annotations": [],

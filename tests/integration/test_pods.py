@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -120,7 +121,6 @@ def _start_sleeper(env: Rkt, aci: Path, *extra: str) -> tuple[subprocess.Popen[s
 
 def _peek(p: subprocess.Popen[str]) -> str:
     """What a running `rkt run` printed so far (non-blocking read of its stdout)."""
-    import os
     import select
 
     assert p.stdout is not None
@@ -279,3 +279,22 @@ def test_expired_prepared_pods_are_collected(env: Rkt, aci: Path) -> None:
     cp = env("gc", "--expire-prepared=0s", "--grace-period=0s")
     assert f'moving expired prepared pod "{uuid}" to garbage' in cp.stderr
     assert f'Garbage collecting pod "{uuid}"' in cp.stdout
+
+
+def test_environment_precedence(env: Rkt) -> None:
+    """rkt: inherited env < image env < --set-env-file < --set-env < --environment; defaults
+    (PATH, HOME, ...) and AC_APP_NAME always set."""
+    aci = build_aci(env.work / "env.aci", name="example.com/envtest",
+                    app_extra={"environment": [{"name": "A", "value": "image"},
+                                               {"name": "B", "value": "image"},
+                                               {"name": "C", "value": "image"}]})
+    envfile = env.work / "env.list"
+    envfile.write_text("# comment\n; also a comment\n\nB=file\nC=file\nD=file,with,commas\n")
+    cp = env("run", INSECURE, "--inherit-env", f"--set-env-file={envfile}", "--set-env=C=flag",
+             str(aci), "--environment=E=app", "--exec", "/bin/env",
+             env={**os.environ, "A": "parent", "INHERITED": "yes"})
+    got = dict(line.split("=", 1) for line in cp.stdout.splitlines())
+    assert got["INHERITED"] == "yes" and got["A"] == "image"
+    assert got["B"] == "file" and got["C"] == "flag" and got["D"] == "file,with,commas"
+    assert got["E"] == "app" and got["AC_APP_NAME"] == "envtest"
+    assert got["HOME"] == "/root" and got["PATH"].startswith("/usr/local/sbin")
