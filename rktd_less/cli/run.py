@@ -18,6 +18,7 @@ from ..stage1.image import ensure_default
 from .context import Context
 from .flags import Flag, Kind
 from .run_args import env_pairs, parse_run
+from .volume_args import VOLUME_USAGE, parse_mount, parse_volume
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -46,7 +47,15 @@ FLAGS: dict[str, Flag] = {
     "inherit-env": Flag(Kind.BOOL, False, "apps inherit all environment variables of rkt"),
     "set-env": Flag(Kind.MULTI, [], "an environment variable for all apps: NAME=VALUE"),
     "set-env-file": Flag(Kind.STR, "", "a file of NAME=VALUE lines for all apps"),
+    "volume": Flag(Kind.MULTI, [], "a pod volume: " + VOLUME_USAGE),
+    "mount": Flag(Kind.MULTI, [], "mount a volume into every app: volume=NAME,target=PATH"),
 }
+
+
+def _host_volume_checked(vol: dict[str, Any]) -> dict[str, Any]:
+    if vol["kind"] == "host" and not os.path.exists(vol["source"]):
+        raise UsageError(f'volume "{vol["name"]}": source "{vol["source"]}" does not exist')
+    return vol
 
 
 def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
@@ -77,7 +86,9 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
         apps=tuple(plan_apps),
         inherited_env=tuple(os.environ.items()) if values["inherit-env"] else (),
         env_file=read_env_file(values["set-env-file"]) if values["set-env-file"] else (),
-        set_env=env_pairs(values["set-env"])))
+        set_env=env_pairs(values["set-env"]),
+        volumes=tuple(_host_volume_checked(parse_volume(v)) for v in values["volume"]),
+        mounts=tuple(parse_mount(m) for m in values["mount"])))
     trees = {}
     for ra, r in zip(manifest["apps"], plan_apps, strict=True):
         trees[ra["name"]] = (store.render(r.key), store.manifest_bytes(r.key))

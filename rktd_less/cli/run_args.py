@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import UsageError
 from ..pod.prepare import AppRequest
 from .flags import Flag, Kind, defaults, take_flag
+from .volume_args import parse_mount
 
 APP_FLAGS: dict[str, Flag] = {
     "name": Flag(Kind.STR, None, "set the name of the app (default: image name's last part)"),
@@ -20,6 +21,7 @@ APP_FLAGS: dict[str, Flag] = {
     "environment": Flag(Kind.MULTI, [], "set an environment variable of the app: NAME=VALUE"),
     "readonly-rootfs": Flag(Kind.BOOL, False, "mount the app's rootfs read-only"),
     "signature": Flag(Kind.STR, None, "local signature file for the image"),
+    "mount": Flag(Kind.MULTI, [], "mount a pod volume into this app: volume=NAME,target=PATH"),
 }
 
 
@@ -45,7 +47,7 @@ def _app(image: str, v: Mapping[str, Any], args: list[str] | None) -> AppRequest
         args=tuple(args) if args is not None else None,
         user=v["user"], group=v["group"], working_dir=v["working-dir"],
         environment=env_pairs(v["environment"]), readonly_rootfs=v["readonly-rootfs"],
-        signature=v["signature"])
+        signature=v["signature"], mounts=tuple(parse_mount(m) for m in v["mount"]))
 
 
 def parse_run(pod_spec: Mapping[str, Flag], args: Sequence[str]) -> RunArgs:

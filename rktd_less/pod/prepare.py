@@ -29,6 +29,7 @@ class AppRequest:
     environment: tuple[tuple[str, str], ...] = ()
     readonly_rootfs: bool = False
     signature: str | None = None
+    mounts: tuple[dict[str, Any], ...] = ()  # --mount after this image
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class PodPlan:
     inherited_env: tuple[tuple[str, str], ...] = ()
     env_file: tuple[tuple[str, str], ...] = ()
     set_env: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[dict[str, Any], ...] = ()  # --volume
+    mounts: tuple[dict[str, Any], ...] = ()  # --mount before the first image: every app
 
 
 def _image_name(manifest: dict[str, Any]) -> str:
@@ -112,9 +115,17 @@ def app_names(apps: Sequence[ResolvedApp]) -> list[str]:
     return names
 
 
+def _mounts(pod_wide: Sequence[dict[str, Any]],
+            per_app: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """rkt: a per-app --mount wins over a pod-wide one on the same path."""
+    by_path = {m["path"]: dict(m) for m in pod_wide}
+    by_path.update({m["path"]: dict(m) for m in per_app})
+    return list(by_path.values())
+
+
 def pod_manifest(plan: PodPlan) -> dict[str, Any]:
     names = app_names(plan.apps)
-    apps = []
+    apps: list[dict[str, Any]] = []
     for name, r in zip(names, plan.apps, strict=True):
         labels = [lb for lb in r.manifest.get("labels", [])]
         apps.append({
@@ -122,10 +133,18 @@ def pod_manifest(plan: PodPlan) -> dict[str, Any]:
             "image": {"name": _image_name(r.manifest), "id": r.key, "labels": labels},
             "app": runtime_app(r, plan),
             "readOnlyRootFS": r.request.readonly_rootfs,
-            "mounts": [],
+            "mounts": _mounts(plan.mounts, r.request.mounts),
             "annotations": [],
         })
-    volumes: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = [dict(v) for v in plan.volumes]
+    vol_names = [v["name"] for v in volumes]
+    if len(set(vol_names)) != len(vol_names):
+        raise UsageError("duplicate volume name in --volume")
+    for app in apps:
+        for m in app["mounts"]:
+            if m["volume"] not in vol_names:
+                raise UsageError(f'--mount of unknown volume "{m["volume"]}"',
+                                 hint="declare it with --volume")
     implicit_volumes(apps, [r.manifest for r in plan.apps], volumes)
     annotations = [{"name": k, "value": v} for k, v in plan.annotations]
     annotations.append({"name": "coreos.com/rkt/stage1/mutable", "value": "false"})

@@ -298,3 +298,32 @@ def test_environment_precedence(env: Rkt) -> None:
     assert got["B"] == "file" and got["C"] == "flag" and got["D"] == "file,with,commas"
     assert got["E"] == "app" and got["AC_APP_NAME"] == "envtest"
     assert got["HOME"] == "/root" and got["PATH"].startswith("/usr/local/sbin")
+
+
+def test_host_and_empty_volumes_with_mounts(env: Rkt, aci: Path) -> None:
+    host = env.work / "hostdir"
+    host.mkdir()
+    (host / "hello.txt").write_text("from host\n")
+    cp = env("run", INSECURE, f"--volume=h,kind=host,source={host}",
+             "--volume=ro,kind=host,source=" + str(host) + ",readOnly=true",
+             "--volume=scratch,kind=empty,mode=0700", str(aci),
+             "--mount=volume=h,target=/mnt/h", "--mount=volume=ro,target=/mnt/ro",
+             "--mount=volume=scratch,target=/scratch", "--exec", "/bin/sh", "--", "-c",
+             "cat /mnt/h/hello.txt; echo new > /mnt/h/new.txt; "
+             "(echo x > /mnt/ro/x) 2>/dev/null || echo ro-refused; "
+             "ls -ld /scratch | cut -c1-10")
+    assert cp.stdout.splitlines() == ["from host", "ro-refused", "drwx------"], cp.stdout
+    assert (host / "new.txt").read_text() == "new\n"
+    assert not (host / "x").exists()
+
+
+def test_volume_and_mount_errors(env: Rkt, aci: Path) -> None:
+    for args, needle in (
+        (["--volume=v,kind=host,source=/no/such/dir", str(aci)], "does not exist"),
+        (["--volume=v,kind=bogus", str(aci)], "kind must be host or empty"),
+        ([str(aci), "--mount=volume=nope,target=/x"], 'unknown volume "nope"'),
+        ([str(aci), "--mount=target=/x"], "volume=NAME,target=PATH"),
+    ):
+        cp = env("run", INSECURE, *args, check=False)
+        assert cp.returncode == 254 and needle in cp.stderr, (args, cp.stderr)
+        assert len(cp.stderr.splitlines()) == 1
