@@ -156,6 +156,9 @@ def run(args: list[str]) -> int:
     for fname, text in units.pod_units(app_units).items():
         _write(root / units.UNIT_DIR / fname, text)
     _write(root / "rkt" / "apps", "".join(f"{a.name}\n" for a in app_units))
+    passwd, group = units.stage1_accounts(app_units)
+    _write(root / "etc" / "passwd", passwd)
+    _write(root / "etc" / "group", group)
     hostname = opts.get("hostname") or machine_name(uuid)
     _write(root / "etc" / "hostname", hostname + "\n")
     _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)

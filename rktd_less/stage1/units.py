@@ -52,7 +52,9 @@ def default_target(apps: Sequence[AppUnit]) -> str:
         "Description=rkt apps",
         "DefaultDependencies=no",
     ]
-    lines.append("Wants=supervisor-ready.service")
+    # journald starts volatile; the flush moves the pod's journal to /var/log/journal, which
+    # outlives the pod (rkt #1528)
+    lines.append("Wants=supervisor-ready.service systemd-journal-flush.service")
     if wants:
         lines += [f"Wants={wants}", f"After={wants}"]
     return "\n".join(lines) + "\n"
@@ -125,6 +127,19 @@ def env_file(env: Sequence[tuple[str, str]]) -> str:
         val = "".join("\\" + c if c in '\\"`$' else c for c in v)
         lines.append(f'{k}="{val}"')
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def stage1_accounts(apps: Sequence[AppUnit]) -> tuple[str, str]:
+    """/etc/passwd and /etc/group of the stage1: systemd resolves User=/Group= there (not in
+    the app's rootfs) and refuses an ID it cannot find, so every ID an app runs as is listed
+    (rkt did this with sysusers)."""
+    uids = sorted({0, *(a.uid for a in apps)})
+    gids = sorted({0, *(a.gid for a in apps), *(g for a in apps for g in a.supplementary_gids)})
+    passwd = "".join(
+        "root:x:0:0:root:/root:/bin/sh\n" if u == 0 else f"rkt{u}:x:{u}:{u}::/:/usr/sbin/nologin\n"
+        for u in uids)
+    group = "".join("root:x:0:\n" if g == 0 else f"rkt{g}:x:{g}:\n" for g in gids)
+    return passwd, group
 
 
 def pod_units(apps: Sequence[AppUnit]) -> dict[str, str]:

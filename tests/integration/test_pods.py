@@ -327,3 +327,30 @@ def test_volume_and_mount_errors(env: Rkt, aci: Path) -> None:
         cp = env("run", INSECURE, *args, check=False)
         assert cp.returncode == 254 and needle in cp.stderr, (args, cp.stderr)
         assert len(cp.stderr.splitlines()) == 1
+
+
+def test_user_group_working_dir_and_hostname(env: Rkt, aci: Path) -> None:
+    """--user/--group by name from the image's /etc/passwd|group, by number, --working-dir,
+    --hostname (default rkt-<uuid>)."""
+    cp = env("run", INSECURE, "--hostname=web1", str(aci), "--user=user", "--group=users",
+             "--working-dir=/tmp", "--exec", "/bin/sh", "--", "-c",
+             "id -u; id -g; pwd; hostname")
+    assert cp.stdout.splitlines() == ["1000", "100", "/tmp", "web1"], cp.stdout
+    uf = env.uuid_file()
+    cp = env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--user=4242", "--group=4343",
+             "--exec", "/bin/sh", "--", "-c", "id -u; id -g; hostname")
+    assert cp.stdout.splitlines() == ["4242", "4343", f"rkt-{uf.read_text()}"], cp.stdout
+    bad = env("run", INSECURE, str(aci), "--user=nosuchuser", "--exec", "/bin/true",
+              check=False)
+    assert bad.returncode == 254 and 'user "nosuchuser" not found' in bad.stderr, bad.stderr
+
+
+def test_exited_pod_journal_stays_readable(env: Rkt, aci: Path) -> None:
+    uf = env.uuid_file()
+    env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh", "--", "-c",
+        "echo kept-in-journal")
+    uuid = uf.read_text()
+    journal = next(env.data.glob(f"pods/*/{uuid}/overlay/*/upper/var/log/journal/"
+                                 f"{uuid.replace('-', '')}"))
+    cp = sh("journalctl", f"--directory={journal}", "-t", "busybox", "-o", "cat", "--no-pager")
+    assert "kept-in-journal" in cp.stdout, cp.stdout
