@@ -74,3 +74,26 @@ def _escape(p: str) -> str:
 
 def umount(target: str | os.PathLike[str], lazy: bool = False) -> None:
     _check(_libc.umount2(_b(target), MNT_DETACH if lazy else 0), f"unmount {target}")
+
+
+def run_over_overlay(lower: list[Path], target: Path, argv: list[str]) -> int:
+    """Run ``argv`` while ``lower`` (top-most first) is mounted read-only at ``target`` in a
+    private mount namespace of a child process: nothing is ever mounted on the host, so
+    nothing can be left behind. Returns the command's exit status."""
+    from . import proc
+
+    proc.log.debug("exec over a read-only overlay %s: %s", target, argv)
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 127
+        try:
+            unshare_mounts()
+            opts = "lowerdir=" + ":".join(_escape(str(p)) for p in lower)
+            mount("overlay", target, "overlay", MS_RDONLY, opts)
+            os.execvpe(argv[0], argv, proc.clean_env())
+        except BaseException as e:  # report and never return into the caller's stack
+            os.write(2, f"{argv[0]}: {e}\n".encode())
+        finally:
+            os._exit(code)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)

@@ -354,3 +354,19 @@ def test_exited_pod_journal_stays_readable(env: Rkt, aci: Path) -> None:
                                  f"{uuid.replace('-', '')}"))
     cp = sh("journalctl", f"--directory={journal}", "-t", "busybox", "-o", "cat", "--no-pager")
     assert "kept-in-journal" in cp.stdout, cp.stdout
+
+
+def test_export_of_an_exited_pod(env: Rkt, aci: Path) -> None:
+    uf = env.uuid_file()
+    env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh", "--", "-c",
+        "echo changed > /etc/added; rm /etc/group")
+    uuid = uf.read_text()
+    out = env.work / "exported.aci"
+    env("export", uuid, str(out))
+    cp = env("run", INSECURE, str(out), "--exec", "/bin/sh", "--", "-c",
+             "cat /etc/added; test -e /etc/group && echo group-still-there || echo group-gone")
+    assert cp.stdout.splitlines() == ["changed", "group-gone"], cp.stdout
+    again = env("export", uuid, str(out), check=False)
+    assert again.returncode == 254 and "--overwrite" in again.stderr
+    env("export", "--overwrite", uuid, str(out))
+    assert uuid not in Path("/proc/self/mountinfo").read_text()
