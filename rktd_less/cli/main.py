@@ -37,6 +37,7 @@ VERBS = {
     "trust": "trust",
     "list": "list_",
     "status": "status",
+    "enter": "enter",
     "stop": "stop",
     "rm": "rm",
     "gc": "gc",

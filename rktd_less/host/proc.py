@@ -66,3 +66,20 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> None:
     """Replace this process (stage0 → stage1, stage1 → nspawn). Never returns."""
     log.debug("exec (replacing process): %s", shlex.join(argv))
     os.execve(argv[0], list(argv), dict(env))
+
+
+def run_passthrough(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> int:
+    """Run ``argv`` with this process's stdin/stdout/stderr and return its exit status
+    (128 + signal number when it was killed, as a shell reports it)."""
+    log.debug("exec (stdio passed through): %s", shlex.join(argv))
+    try:
+        cp = subprocess.run(list(argv), env=dict(env) if env is not None else clean_env(),
+                            cwd=cwd, check=False)
+    except FileNotFoundError as e:
+        raise RktError(f"cannot run {argv[0]}: not found") from e
+    return cp.returncode if cp.returncode >= 0 else 128 - cp.returncode

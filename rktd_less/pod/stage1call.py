@@ -1,4 +1,4 @@
-"""Calling a pod's stage1 entrypoints (stop, gc) from stage0, with cwd = the pod dir."""
+"""Calling a pod's stage1 entrypoints (stop, gc, enter) from stage0, with cwd = the pod dir."""
 
 from __future__ import annotations
 
@@ -32,3 +32,12 @@ def call(paths: Paths, ref: PodRef, which: str, args: list[str]) -> None:
             return  # the stage1 image is gone: nothing of it to clean up
         raise Stage1Error(f'pod "{ref.uuid}": stage1 has no "{which}" entrypoint')
     proc.run([str(ep), *args, ref.uuid], cwd=ref.path, what=f"stage1 {which}")
+
+
+def exec_entrypoint(paths: Paths, ref: PodRef, which: str, args: list[str]) -> int:
+    """Run an interactive entrypoint (enter) with our stdio; its exit status is returned.
+    Unlike :func:`call`, no UUID is appended: the contract's args are complete."""
+    ep = entrypoint(paths, ref, which)
+    if ep is None:
+        raise Stage1Error(f'pod "{ref.uuid}": stage1 has no "{which}" entrypoint')
+    return proc.run_passthrough([str(ep), *args], cwd=ref.path)

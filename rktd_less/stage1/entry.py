@@ -213,7 +213,11 @@ def gc(args: list[str]) -> int:
 
 
 def enter(args: list[str]) -> int:
-    raise RktError("rkt enter is not supported by this stage1 yet")
+    """``--pid=PID --appname=NAME -- CMD ARGS``: run CMD with the app's confinement (see
+    stage1/enter.py); returns CMD's exit status."""
+    from . import enter as entermod
+
+    return entermod.execute(entermod.parse_args(args))
 
 
 def main(verb: str, args: list[str]) -> int:
