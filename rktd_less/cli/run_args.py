@@ -18,6 +18,7 @@ APP_FLAGS: dict[str, Flag] = {
     "user": Flag(Kind.STR, None, "user override: uid, name from the image, or file path"),
     "group": Flag(Kind.STR, None, "group override: gid, name from the image, or file path"),
     "working-dir": Flag(Kind.STR, None, "override the working directory of the app"),
+    "supplementary-gids": Flag(Kind.LIST, [], "supplementary group IDs of the app: 1,2,3"),
     "environment": Flag(Kind.MULTI, [], "set an environment variable of the app: NAME=VALUE"),
     "readonly-rootfs": Flag(Kind.BOOL, False, "mount the app's rootfs read-only"),
     "signature": Flag(Kind.STR, None, "local signature file for the image"),
@@ -41,13 +42,23 @@ def env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _gids(items: Sequence[str]) -> tuple[int, ...] | None:
+    if not items:
+        return None
+    if not all(g.isdigit() for g in items):
+        raise UsageError(f'invalid --supplementary-gids "{",".join(items)}"',
+                         hint="a comma-separated list of numeric group IDs")
+    return tuple(int(g) for g in items)
+
+
 def _app(image: str, v: Mapping[str, Any], args: list[str] | None) -> AppRequest:
     return AppRequest(
         image=image, name=v["name"], exec_=v["exec"],
         args=tuple(args) if args is not None else None,
         user=v["user"], group=v["group"], working_dir=v["working-dir"],
         environment=env_pairs(v["environment"]), readonly_rootfs=v["readonly-rootfs"],
-        signature=v["signature"], mounts=tuple(parse_mount(m) for m in v["mount"]))
+        signature=v["signature"], mounts=tuple(parse_mount(m) for m in v["mount"]),
+        supplementary_gids=_gids(v["supplementary-gids"]))
 
 
 def parse_run(pod_spec: Mapping[str, Flag], args: Sequence[str]) -> RunArgs:

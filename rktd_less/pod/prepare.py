@@ -30,6 +30,7 @@ class AppRequest:
     readonly_rootfs: bool = False
     signature: str | None = None
     mounts: tuple[dict[str, Any], ...] = ()  # --mount after this image
+    supplementary_gids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> dict[str, Any]:
         app["user"] = req.user
     if req.group is not None:
         app["group"] = req.group
+    if req.supplementary_gids is not None:
+        app["supplementaryGIDs"] = list(req.supplementary_gids)
     if req.working_dir is not None:
         app["workingDirectory"] = req.working_dir
     env = dict(plan.inherited_env) if plan else {}

@@ -60,6 +60,25 @@ def default_target(apps: Sequence[AppUnit]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def supervisor_ready(apps: Sequence[AppUnit]) -> str:
+    """Marks the pod ready (rkt's /rkt/supervisor-status -> ready) once every app started and
+    before default.target, so it exists by the time nspawn forwards READY=1 to systemd."""
+    after = " ".join(f"{a.name}.service" for a in apps)
+    return "\n".join([
+        "[Unit]",
+        "Description=Pod supervisor ready",
+        "DefaultDependencies=no",
+        "Before=default.target",
+        *([f"After={after}"] if after else []),
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "StandardInput=null",
+        "ExecStart=/usr/bin/ln -sfn ready /rkt/supervisor-status",
+    ]) + "\n"
+
+
 def app_service(app: AppUnit) -> str:
     root = f"/opt/stage2/{app.name}/rootfs"
     unit = [
@@ -144,7 +163,8 @@ def stage1_accounts(apps: Sequence[AppUnit]) -> tuple[str, str]:
 
 def pod_units(apps: Sequence[AppUnit]) -> dict[str, str]:
     """Every generated unit: file name → content."""
-    units = {"default.target": default_target(apps)}
+    units = {"default.target": default_target(apps),
+             "supervisor-ready.service": supervisor_ready(apps)}
     for a in apps:
         units[f"{a.name}.service"] = app_service(a)
         units[f"reaper-{a.name}.service"] = reaper_service(a)

@@ -370,3 +370,55 @@ def test_export_of_an_exited_pod(env: Rkt, aci: Path) -> None:
     assert again.returncode == 254 and "--overwrite" in again.stderr
     env("export", "--overwrite", uuid, str(out))
     assert uuid not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_supplementary_gids(env: Rkt, aci: Path) -> None:
+    cp = env("run", INSECURE, str(aci), "--user=1000", "--group=100",
+             "--supplementary-gids=2000,3000", "--exec", "/bin/id", "--", "-G")
+    assert sorted(cp.stdout.split()) == ["100", "2000", "3000"], cp.stdout
+
+
+def test_stop_force_kills_at_once(env: Rkt, aci: Path) -> None:
+    p, uuid = _start_sleeper(env, aci)
+    t0 = time.monotonic()
+    assert env("stop", "--force", uuid).stdout.strip() == f'"{uuid}"'
+    p.wait(timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 10)
+
+
+def test_notify_service_is_active_when_the_pod_is_ready(env: Rkt, aci: Path) -> None:
+    """`systemd-run --service-type=notify rkt run ...`: the start job ends when the pod's apps
+    are up (nspawn forwards the nested systemd's READY=1)."""
+    unit = f"notify-{int(time.time() * 1000) % 10**8}"
+    uf = env.uuid_file()
+    try:
+        sh("systemd-run", f"--unit={unit}", "--service-type=notify", "--property=Delegate=yes",
+           *env.argv("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh",
+                     "--", "-c", "exec sleep 600"))
+        # systemd-run returned: the start job is done, so the pod must already be ready
+        assert sh("systemctl", "is-active", f"{unit}.service").stdout.strip() == "active"
+        uuid = uf.read_text()
+        # already ready: waiting at most 100 ms succeeds
+        st = env("status", "--wait-ready=100ms", uuid).stdout
+        assert "state=running" in st
+    finally:
+        sh("systemctl", "stop", f"{unit}.service", check=False)
+        sh("systemctl", "reset-failed", f"{unit}.service", check=False)
+
+
+def test_gc_of_twenty_pods_leaves_nothing(aci: Path) -> None:
+    e = new_env("gc20")
+    try:
+        for _ in range(20):
+            e("run", INSECURE, str(aci), "--exec", "/bin/true")
+        cp = e("gc", "--grace-period=0s")
+        assert cp.stdout.count("Garbage collecting pod") == 20
+        assert not [p for p in (e.data / "pods").rglob("*") if not p.is_dir()]
+        assert str(e.data) not in Path("/proc/self/mountinfo").read_text()
+        machines = sh("machinectl", "list", "--no-legend").stdout
+        assert "rkt-" not in machines, machines
+        units = sh("systemctl", "list-units", "--all", "--no-legend", "rkt-*").stdout
+        assert units.strip() == "", units
+    finally:
+        destroy(e)

@@ -36,7 +36,10 @@ def test_default_target_wants_every_app() -> None:
     t = units.default_target([APP, b])
     assert "Wants=web.service b.service" in t and "After=web.service b.service" in t
     assert set(units.pod_units([APP, b])) == {"default.target", "web.service", "b.service",
-                                             "reaper-web.service", "reaper-b.service"}
+                                             "reaper-web.service", "reaper-b.service",
+                                             "supervisor-ready.service"}
+    ready = units.supervisor_ready([APP, b])
+    assert "Before=default.target" in ready and "After=web.service b.service" in ready
 
 
 def test_env_file_escapes() -> None:
