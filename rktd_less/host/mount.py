@@ -58,6 +58,11 @@ def bind(source: str | os.PathLike[str], target: str | os.PathLike[str], *,
         mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
 
 
+def remount_readonly(target: str | os.PathLike[str]) -> None:
+    """Make one mount read-only (not its submounts)."""
+    mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
 def overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> None:
     """Mount an overlay. ``lower`` is listed top-most first, as overlayfs expects."""
     for p in (upper, work, target):

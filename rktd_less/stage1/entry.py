@@ -83,6 +83,7 @@ def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
         supplementary_gids=tuple(int(g) for g in app.get("supplementaryGIDs", [])),
         working_dir=app.get("workingDirectory") or "/",
         read_only_rootfs=bool(ra.get("readOnlyRootFS")), interactive=interactive,
+
         supports_notify=notify)
     return unit, env
 
@@ -144,6 +145,10 @@ def run(args: list[str]) -> int:
             if not os.path.lexists(p):
                 p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
         _mount_volumes(poddir, approot, ra, volumes, mount)
+        if ra.get("readOnlyRootFS"):
+            # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
+            # were made; its volumes are mounts of their own and keep their own flags
+            mount.remount_readonly(approot)
         manifest_bytes = (info / "manifest").read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
         unit, env = _app_unit(ra, approot, json.loads(manifest_bytes), interactive)

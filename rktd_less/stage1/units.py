@@ -108,8 +108,6 @@ def app_service(app: AppUnit) -> str:
         svc.append("SupplementaryGroups=" + " ".join(str(g) for g in app.supplementary_gids))
     if app.uid != 0:
         svc.append("NoNewPrivileges=yes")
-    if app.read_only_rootfs:
-        svc.append("ReadOnlyPaths=/")
     if app.interactive:
         svc += ["StandardInput=tty", "StandardOutput=tty", "StandardError=tty",
                 "TTYPath=/dev/console", "TTYReset=yes"]

@@ -422,3 +422,11 @@ def test_gc_of_twenty_pods_leaves_nothing(aci: Path) -> None:
         assert units.strip() == "", units
     finally:
         destroy(e)
+
+
+def test_readonly_rootfs_keeps_writable_volumes(env: Rkt, aci: Path) -> None:
+    cp = env("run", INSECURE, "--volume=data,kind=empty", str(aci), "--readonly-rootfs",
+             "--mount=volume=data,target=/data", "--exec", "/bin/sh", "--", "-c",
+             "(echo x > /etc/x) 2>/dev/null && echo rootfs-writable || echo rootfs-ro; "
+             "echo y > /data/y && cat /data/y")
+    assert cp.stdout.splitlines() == ["rootfs-ro", "y"], cp.stdout
