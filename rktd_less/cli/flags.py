@@ -27,13 +27,17 @@ class Flag:
     no_opt: str = "true"  # value of an OPTSTR flag given without '='
 
 
+def bool_value(text: str) -> bool | None:
+    """Go's strconv.ParseBool subset rkt accepts: 1/t/true, 0/f/false; None otherwise."""
+    return {"1": True, "t": True, "true": True,
+            "0": False, "f": False, "false": False}.get(text.lower())
+
+
 def parse_bool(name: str, text: str) -> bool:
-    t = text.lower()
-    if t in ("1", "t", "true"):
-        return True
-    if t in ("0", "f", "false"):
-        return False
-    raise UsageError(f'invalid argument "{text}" for "--{name}" flag: expected true or false')
+    value = bool_value(text)
+    if value is None:
+        raise UsageError(f'invalid argument "{text}" for "--{name}" flag: expected true or false')
+    return value
 
 
 def defaults(spec: Mapping[str, Flag]) -> dict[str, Any]:

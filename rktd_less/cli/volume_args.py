@@ -6,18 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UsageError
+from .flags import bool_value
 
 VOLUME_USAGE = ("NAME,kind=host,source=PATH[,readOnly=BOOL][,recursive=BOOL] or "
                 "NAME,kind=empty[,mode=0755][,uid=0][,gid=0]")
 
 
 def _bool(text: str, what: str) -> bool:
-    t = text.lower()
-    if t in ("true", "1", "t"):
-        return True
-    if t in ("false", "0", "f"):
-        return False
-    raise UsageError(f'invalid {what} "{text}": expected true or false')
+    value = bool_value(text)
+    if value is None:
+        raise UsageError(f'invalid {what} "{text}": expected true or false')
+    return value
 
 
 def _kv(items: Sequence[str], flag: str, spec: str) -> dict[str, str]:
