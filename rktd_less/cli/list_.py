@@ -52,6 +52,8 @@ def to_json(info: PodInfo) -> dict[str, Any]:
         pod["created_at"] = ns(info.created)
     if info.started:
         pod["started_at"] = ns(info.started)
+    if info.pod_name:
+        pod["pod_name"] = info.pod_name
     return pod
 
 
@@ -69,7 +71,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     full = values["full"]
     when = full_time if full else human_time
     header = ["UUID", "APP", "IMAGE NAME"] + (["IMAGE ID"] if full else []) + [
-        "STATE", "CREATED", "STARTED", "NETWORKS"]
+        "STATE", "CREATED", "STARTED", "NETWORKS", "POD NAME"]
     rows = [] if values["no-legend"] else [header]
     for i in infos:
         uuid = i.uuid if full else i.uuid[:8]
@@ -78,14 +80,14 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         apps = i.apps or ()
         if not apps:
             rows.append([uuid, "-", "-"] + (["-"] if full else []) +
-                        [str(i.state), created, started, ""])
+                        [str(i.state), created, started, "", i.pod_name or ""])
         for n, a in enumerate(apps):
             img_id = [short_id(a.image_id)] if full else []
             if n == 0:
                 rows.append([uuid, a.name, a.image_name, *img_id, str(i.state), created, started,
-                             ""])
+                             "", i.pod_name or ""])
             else:
-                rows.append(["", a.name, a.image_name, *img_id, "", "", "", ""])
+                rows.append(["", a.name, a.image_name, *img_id, "", "", "", "", ""])
     if rows:
         ctx.out(table(rows))
     return 0

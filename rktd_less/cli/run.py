@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..fetch.resolve import resolve_image
-from ..pod import launch, poddir
+from ..pod import launch, names, poddir
 from ..pod.prepare import PodPlan, ResolvedApp, pod_manifest, stage1_entrypoint, write_pod_dir
 from ..stage1.image import ensure_default
 from .context import Context
@@ -35,6 +35,11 @@ Pod flags (before the first image):
       --pull-policy=new|never|update
       --uuid-file-save=FILE      write the pod UUID to FILE
       --inherit-env, --set-env=NAME=VALUE, --set-env-file=FILE   environment for all apps
+      --volume=..., --mount=volume=NAME,target=PATH
+      --pod-name=NAME            a unique name for the pod, usable wherever a UUID is
+      --pod-manifest=FILE        run this pod manifest (no images, volumes or env flags then)
+      --detach                   start the pod as rkt-<uuid>.service, print its UUID and
+                                 return once its apps are up (logs: journalctl -u)
 Per-app flags (after an image): --name --exec --user --group --working-dir --environment
       --readonly-rootfs --signature
 """
@@ -49,6 +54,9 @@ FLAGS: dict[str, Flag] = {
     "set-env-file": Flag(Kind.STR, "", "a file of NAME=VALUE lines for all apps"),
     "volume": Flag(Kind.MULTI, [], "a pod volume: " + VOLUME_USAGE),
     "mount": Flag(Kind.MULTI, [], "mount a volume into every app: volume=NAME,target=PATH"),
+    "pod-name": Flag(Kind.STR, "", "a unique name for the pod, usable instead of its UUID"),
+    "pod-manifest": Flag(Kind.STR, "", "the path to the pod manifest to run"),
+    "detach": Flag(Kind.BOOL, False, "start the pod as a service and return once it is up"),
 }
 
 
@@ -75,33 +83,79 @@ def check_pod_flags(values: dict[str, Any], n_apps: int) -> None:
                          hint="use --net=host or --net=none")
     if values["interactive"] and n_apps != 1:
         raise UsageError("interactive option only supports one image")
+    if values.get("detach"):
+        if values["interactive"]:
+            raise UsageError("--detach and --interactive cannot be used together")
+        from ..systemd import bus
+
+        if not bus.available():
+            raise UsageError("--detach needs a running systemd to leave the pod to",
+                             hint="run the pod in the foreground under your init's supervision")
+    if values.get("pod-name"):
+        from ..pod.names import check
+
+        check(values["pod-name"])
 
 
-def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedApp],
-                store: Store) -> tuple[poddir.Embryo, Path]:
-    """Render everything first, then make the pod dir; on failure leave nothing behind."""
-    stage1_key = ensure_default(store, ctx.paths.cas_tmp)
-    stage1_tree = store.render(stage1_key)
-    manifest = pod_manifest(PodPlan(
-        apps=tuple(plan_apps),
-        inherited_env=tuple(os.environ.items()) if values["inherit-env"] else (),
-        env_file=read_env_file(values["set-env-file"]) if values["set-env-file"] else (),
-        set_env=env_pairs(values["set-env"]),
-        volumes=tuple(_host_volume_checked(parse_volume(v)) for v in values["volume"]),
-        mounts=tuple(parse_mount(m) for m in values["mount"])))
+def _env_plan(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "inherited_env": tuple(os.environ.items()) if values["inherit-env"] else (),
+        "env_file": read_env_file(values["set-env-file"]) if values["set-env-file"] else (),
+        "set_env": env_pairs(values["set-env"]),
+        "volumes": tuple(_host_volume_checked(parse_volume(v)) for v in values["volume"]),
+        "mounts": tuple(parse_mount(m) for m in values["mount"]),
+    }
+
+
+def _from_images(values: dict[str, Any], plan_apps: list[ResolvedApp], store: Store
+                 ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+    manifest = pod_manifest(PodPlan(apps=tuple(plan_apps), **_env_plan(values)))
     trees = {}
     for ra, r in zip(manifest["apps"], plan_apps, strict=True):
         trees[ra["name"]] = (store.render(r.key), store.manifest_bytes(r.key))
+    return manifest, trees
+
+
+def _from_manifest(raw: dict[str, Any], store: Store
+                   ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+    from ..pod import from_manifest
+
+    manifest, _ims = from_manifest.complete(
+        raw, store.resolve_id, lambda key: json.loads(store.manifest_bytes(key)))
+    for name, source in from_manifest.host_sources(manifest):
+        _host_volume_checked({"name": name, "kind": "host", "source": source})
+    trees = {}
+    for ra in manifest["apps"]:
+        key = ra["image"]["id"]
+        trees[ra["name"]] = (store.render(key), store.manifest_bytes(key))
+    return manifest, trees
+
+
+def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedApp],
+                store: Store, user_manifest: dict[str, Any] | None = None
+                ) -> tuple[poddir.Embryo, Path]:
+    """Render everything first, then make the pod dir; on failure leave nothing behind."""
+    stage1_key = ensure_default(store, ctx.paths.cas_tmp)
+    stage1_tree = store.render(stage1_key)
+    if user_manifest is not None:
+        manifest, trees = _from_manifest(user_manifest, store)
+    else:
+        manifest, trees = _from_images(values, plan_apps, store)
     s1_manifest = store.manifest_bytes(stage1_key)
     entry = stage1_entrypoint(json.loads(s1_manifest), "run")
     if entry is None:
         raise UsageError("stage1 image has no run entrypoint")
     embryo = poddir.Embryo(ctx.paths)
+    name = values.get("pod-name") or None
     try:
+        if name:
+            names.claim(ctx.paths, name, embryo.uuid)
+            (embryo.path / names.NAME_FILE).write_text(name + "\n")
         write_pod_dir(embryo.path, manifest, trees, stage1_tree, s1_manifest,
                       store.tree_rootfs)
     except BaseException:
         shutil.rmtree(embryo.path, ignore_errors=True)
+        names.release(ctx.paths, embryo.uuid, name)
         embryo.close()
         raise
     entrypoint = ctx.paths.tree(stage1_tree) / "rootfs" / entry.lstrip("/")
@@ -112,10 +166,22 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
                       make_ctx: Callable[[dict[str, Any]], Context]
                       ) -> tuple[Context, dict[str, Any], poddir.Embryo, Path]:
     """Shared by run and prepare: parse, fetch (verified), render, write the pod dir."""
-    parsed = parse_run(spec, args)
+    parsed = parse_run(spec, args, require_image=False)
     ctx = make_ctx(parsed.pod)
     values = parsed.pod
-    check_pod_flags(values, len(parsed.apps))
+    user_manifest = None
+    if values.get("pod-manifest"):
+        from ..pod import from_manifest
+
+        from_manifest.check_flags(values, len(parsed.apps))
+        user_manifest = from_manifest.load(values["pod-manifest"])
+        n_apps = len(user_manifest["apps"])
+    elif not parsed.apps:
+        raise UsageError("no image given",
+                         hint="usage: rkt run [flags] IMAGE [-- image-args...]")
+    else:
+        n_apps = len(parsed.apps)
+    check_pod_flags(values, n_apps)
     settings = ctx.fetch_settings(values["pull-policy"])
     ctx.require_root()
     from ..store import Store
@@ -131,7 +197,7 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
     from ..pod.refs import prepare_lock
 
     with prepare_lock(ctx.paths, exclusive=False):
-        embryo, entrypoint = prepare_pod(ctx, values, resolved, store)
+        embryo, entrypoint = prepare_pod(ctx, values, resolved, store, user_manifest)
     return ctx, values, embryo, entrypoint
 
 
@@ -143,6 +209,8 @@ def launch_pod(ctx: Context, uuid: str, path: Path, lock_fd: int, entrypoint: Pa
         args=launch.stage1_run_args(uuid, debug=ctx.debug, net=values["net"],
                                     interactive=values["interactive"],
                                     hostname=values["hostname"] or None))
+    if values.get("detach"):
+        return _detach(ctx, lx, lock_fd)
     mode = launch.choose_mode()
     if ctx.debug:
         ctx.err(f"pod {uuid}: launching in mode {mode}")
@@ -154,6 +222,29 @@ def launch_pod(ctx: Context, uuid: str, path: Path, lock_fd: int, entrypoint: Pa
     sys.stdout.flush()
     launch.exec_stage1(lx, lock_fd, ctx.debug)
     return 254  # not reached
+
+
+def _detach(ctx: Context, lx: launch.Launch, lock_fd: int) -> int:
+    """--detach: the pod is left running as rkt-<uuid>.service; print its UUID once its apps
+    are up. A pod that already finished cleanly by then counts as started."""
+    from ..errors import PodError
+    from ..ids import unit_name
+    from ..pod.info import pod_exit_code, pod_info
+
+    result = launch.run_detached(lx, lock_fd)
+    if result != "done":
+        ref = poddir.find(ctx.paths, lx.uuid)
+        info = pod_info(ref) if ref is not None else None
+        unit = unit_name(lx.uuid)
+        if info is None or not info.apps or any(a.exit_code is None for a in info.apps):
+            raise PodError(f'pod {lx.uuid} did not start: {unit} ended with result "{result}"',
+                           hint=f"see `journalctl -u {unit}`")
+        code = pod_exit_code(info)
+        if code:
+            raise PodError(f"pod {lx.uuid} exited with status {code} before it was ready",
+                           hint=f"see `journalctl -u {unit}`")
+    ctx.out(lx.uuid)
+    return 0
 
 
 def save_uuid(values: dict[str, Any], uuid: str) -> None:
@@ -170,6 +261,7 @@ def main_raw(args: list[str], spec: dict[str, Flag],
         poddir.share_lock_for_run(embryo.fd, path)
     except BaseException:
         shutil.rmtree(embryo.path, ignore_errors=True)
+        names.release(ctx.paths, embryo.uuid, values.get("pod-name") or None)
         embryo.close()
         raise
     save_uuid(values, embryo.uuid)

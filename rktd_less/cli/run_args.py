@@ -61,7 +61,8 @@ def _app(image: str, v: Mapping[str, Any], args: list[str] | None) -> AppRequest
         supplementary_gids=_gids(v["supplementary-gids"]))
 
 
-def parse_run(pod_spec: Mapping[str, Flag], args: Sequence[str]) -> RunArgs:
+def parse_run(pod_spec: Mapping[str, Flag], args: Sequence[str],
+              require_image: bool = True) -> RunArgs:
     pod = defaults(pod_spec)
     apps: list[AppRequest] = []
     i, n = 0, len(args)
@@ -99,6 +100,6 @@ def parse_run(pod_spec: Mapping[str, Flag], args: Sequence[str]) -> RunArgs:
                 continue
             break
         apps.append(_app(image, values, app_args))
-    if not apps:
+    if not apps and require_image:
         raise UsageError("no image given", hint="usage: rkt run [flags] IMAGE [-- image-args...]")
     return RunArgs(pod=pod, apps=tuple(apps))

@@ -112,6 +112,8 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         ctx.out(dump_json(to_json(info), values["format"]))
         return 0
     lines = [f"state={info.state}"]
+    if info.pod_name:
+        lines.append(f"pod-name={info.pod_name}")
     if info.created:
         lines.append(f"created={full_time(info.created)}")
     if info.started:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..host import mount
 from ..paths import Paths
-from . import poddir
+from . import names, poddir
 from .poddir import PodRef
 from .state import PodState
 
@@ -63,12 +63,26 @@ def delete_pod(ref: PodRef, stage1_gc: Stage1Gc | None, err: Say) -> bool:
     except OSError as e:
         err(f'unable to remove pod rootfs "{ref.uuid}": {e}')
         return False
+    name = _pod_name(ref.path)
     try:
         shutil.rmtree(ref.path)
     except OSError as e:
         err(f'unable to remove pod "{ref.uuid}": {e}')
         return False
+    names.release(paths_of(ref), ref.uuid, name)
     return True
+
+
+def _pod_name(path: Path) -> str | None:
+    try:
+        return (path / names.NAME_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def paths_of(ref: PodRef) -> Paths:
+    """The data dir of a pod: <data>/pods/<phase>/<uuid>."""
+    return Paths(data=ref.path.parents[2])
 
 
 def _lock(ref: PodRef) -> int | None:

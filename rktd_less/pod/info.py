@@ -29,6 +29,7 @@ class PodInfo:
     started: float | None
     pid: int | None
     manifest: dict[str, Any] | None
+    pod_name: str | None = None  # --pod-name
 
 
 def _mtime(p: Path) -> float | None:
@@ -112,7 +113,7 @@ def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
     pid = pod_pid(ref.path) if st == PodState.RUNNING else None
     return PodInfo(uuid=ref.uuid, state=st, apps=tuple(apps),
                    created=_mtime(ref.path / "pod-created"), started=started, pid=pid,
-                   manifest=manifest)
+                   manifest=manifest, pod_name=(_read(ref.path / "pod-name") or "").strip() or None)
 
 
 def pod_exit_code(info: PodInfo) -> int:

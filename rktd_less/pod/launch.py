@@ -149,5 +149,41 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
         sd.close()
 
 
+async def _start_detached(launch: Launch, lock_fd: int) -> str:
+    from ..systemd.bus import Prop, Systemd
+
+    unit = unit_name(launch.uuid)
+    sd = await Systemd.connect()
+    try:
+        props = [Prop(n, s, v) for n, s, v in
+                 unit_properties(launch, description=f"rkt pod {launch.uuid}", add_ref=False,
+                                 pass_stdio=False, notify=True)]
+        job = await sd.start_transient(unit, props, ())
+        loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[str]] = []
+
+        def on_signal() -> None:  # interrupted while waiting: do not leave a half-started pod
+            if not stopping:
+                stopping.append(loop.create_task(sd.stop_unit(unit)))
+
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(s, on_signal)
+        result = await job
+        if stopping:
+            await stopping[0]
+            return "canceled"
+        return result
+    finally:
+        os.close(lock_fd)  # stage1 holds its own shared lock from its first moment
+        sd.close()
+
+
+def run_detached(launch: Launch, lock_fd: int) -> str:
+    """Start the pod as ``rkt-<uuid>.service`` (``Type=notify``: the start job is done once
+    the pod's apps are up) and return the job result; the pod outlives this process and its
+    console goes to the unit's journal."""
+    return asyncio.run(_start_detached(launch, lock_fd))
+
+
 def run_in_unit(launch: Launch, lock_fd: int) -> int:
     return asyncio.run(_run_unit(launch, lock_fd, (0, 1, 2)))

@@ -96,10 +96,16 @@ def all_pods(paths: Paths) -> Iterator[PodRef]:
 
 
 def resolve(paths: Paths, text: str) -> PodRef:
-    """A pod by full UUID or unambiguous prefix (rkt pkg/pod/uuid.go)."""
+    """A pod by full UUID, its ``--pod-name``, or an unambiguous UUID prefix (rkt
+    pkg/pod/uuid.go); a name wins over a UUID prefix that reads the same (as with docker)."""
+    from .names import lookup
+
     t = text.strip().lower()
     if not t:
         raise UsageError("empty UUID", hint="pass a pod UUID or an unambiguous prefix of one")
+    named = lookup(paths, text.strip())
+    if named is not None:
+        t = named
     if is_full_uuid(t):
         ref = find(paths, t)
         if ref is None:

@@ -94,7 +94,7 @@ def test_list_formats(env: Rkt, aci: Path) -> None:
     uuid = uf.read_text()
     lines = env("list").stdout.splitlines()
     assert re.split(r"\t+", lines[0]) == ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED",
-                                          "STARTED", "NETWORKS"]
+                                          "STARTED", "NETWORKS", "POD NAME"]
     row = next(line for line in lines if line.startswith(uuid[:8]))
     cells = re.split(r"\t+", row)
     assert cells[:4] == [uuid[:8], "busybox", "example.com/busybox:1.0", "exited"]

@@ -1,0 +1,77 @@
+"""Docker-style pod names (rkt #1818): ``rkt run --pod-name=web ...``.
+
+A name is claimed by creating the symlink ``<data>/names/<name> -> <uuid>`` (atomic, so two
+pods cannot get the same name); the pod dir keeps a copy in ``pod-name`` for `rkt list`. The
+name is released when the pod is removed; a link whose pod is gone is stale and may be taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ..appc.types import is_ac_name
+from ..errors import UsageError
+from ..paths import Paths
+from .poddir import find
+
+NAME_FILE = "pod-name"
+
+
+def check(name: str) -> str:
+    """A pod name: an AC name (lower-case letters, digits, dashes) of at most 63 characters.
+    Where a name could also be read as a UUID prefix, the name wins (as with docker)."""
+    if not is_ac_name(name) or len(name) > 63:
+        raise UsageError(f'invalid pod name "{name}"',
+                         hint="use lower-case letters, digits and dashes, at most 63 characters")
+    return name
+
+
+def lookup(paths: Paths, name: str) -> str | None:
+    """The UUID of the pod named ``name``, if that pod still exists."""
+    try:
+        uuid = os.readlink(paths.pod_names / name)
+    except (FileNotFoundError, NotADirectoryError, OSError):
+        return None
+    return uuid if find(paths, uuid) is not None else None
+
+
+def claim(paths: Paths, name: str, uuid: str) -> None:
+    """Give ``name`` to pod ``uuid``; UsageError if a live pod has it."""
+    d = paths.pod_names
+    d.mkdir(mode=0o750, parents=True, exist_ok=True)
+    link = d / name
+    for _ in range(3):
+        try:
+            os.symlink(uuid, link)
+            return
+        except FileExistsError:
+            owner = lookup(paths, name)
+            if owner is not None and owner != uuid:
+                raise UsageError(f'pod name "{name}" is already used by pod {owner}',
+                                 hint=f"choose another name, or remove that pod with "
+                                      f"`rkt rm {name}`") from None
+            if owner == uuid:
+                return
+            # stale: its pod is gone; replace it atomically (a racing claimer may win)
+            tmp = d / f".{name}.{uuid}"
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.symlink(uuid, tmp)
+            if lookup(paths, name) is None:
+                os.replace(tmp, link)
+                return
+            tmp.unlink()
+    raise UsageError(f'pod name "{name}" is being claimed by another pod')
+
+
+def release(paths: Paths, uuid: str, name: str | None) -> None:
+    """Drop the name link of a removed pod (only if it still points at that pod)."""
+    if not name:
+        return
+    link = paths.pod_names / name
+    try:
+        if os.readlink(link) == uuid:
+            link.unlink()
+    except OSError:
+        pass
