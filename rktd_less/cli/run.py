@@ -208,7 +208,8 @@ def launch_pod(ctx: Context, uuid: str, path: Path, lock_fd: int, entrypoint: Pa
         uuid=uuid, poddir=path, entrypoint=entrypoint,
         args=launch.stage1_run_args(uuid, debug=ctx.debug, net=values["net"],
                                     interactive=values["interactive"],
-                                    hostname=values["hostname"] or None))
+                                    hostname=values["hostname"] or None),
+        interactive=values["interactive"])
     if values.get("detach"):
         return _detach(ctx, lx, lock_fd)
     mode = launch.choose_mode()

@@ -12,10 +12,12 @@ Three ways, picked by :func:`choose_mode`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Sequence
+import termios
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +40,7 @@ class Launch:
     poddir: Path
     entrypoint: Path  # stage1 run entrypoint (absolute)
     args: tuple[str, ...]  # stage1 run arguments, UUID last
+    interactive: bool = False
 
 
 def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
@@ -134,6 +137,10 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
 
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(s, on_signal)
+        if launch.interactive and os.isatty(0):
+            # nspawn has no controlling terminal in the unit: pass window size changes on
+            loop.add_signal_handler(signal.SIGWINCH, lambda: loop.create_task(
+                _quiet(sd.kill_unit(unit, "main", signal.SIGWINCH))))
         result = await job
         if result not in ("done", "failed"):
             raise SystemdError(f"starting {unit} ended with result '{result}'",
@@ -185,5 +192,21 @@ def run_detached(launch: Launch, lock_fd: int) -> str:
     return asyncio.run(_start_detached(launch, lock_fd))
 
 
+async def _quiet(aw: Awaitable[None]) -> None:
+    with contextlib.suppress(Exception):
+        await aw
+
+
 def run_in_unit(launch: Launch, lock_fd: int) -> int:
-    return asyncio.run(_run_unit(launch, lock_fd, (0, 1, 2)))
+    """Foreground run. With --interactive on a terminal, nspawn switches the caller's terminal
+    to raw mode; its settings are put back afterwards even if nspawn was killed."""
+    saved = None
+    if launch.interactive and os.isatty(0):
+        with contextlib.suppress(termios.error):
+            saved = termios.tcgetattr(0)
+    try:
+        return asyncio.run(_run_unit(launch, lock_fd, (0, 1, 2)))
+    finally:
+        if saved is not None:
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(0, termios.TCSADRAIN, saved)

@@ -10,6 +10,7 @@ Imports are kept to the standard library plus our pure modules: this is on the p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -117,7 +118,11 @@ def run(args: list[str]) -> int:
     if net not in ("host", "none"):
         raise RktError(f"network {net!r} is not supported by this stage1 yet",
                        hint="use --net=host or --net=none")
+    # --interactive: the app's stdio is the pod console when the caller has a terminal; with a
+    # pipe or file instead (rkt #2414) the app reads it from a FIFO fed by a relay, then EOF.
     interactive = opts.get("interactive") == "true"
+    stdin_stream = interactive and not os.isatty(0)
+    interactive = interactive and not stdin_stream
     lock_fd = _lock_pod(poddir)
     pod = json.loads((poddir / "pod").read_text())
     data = poddir.parents[2]
@@ -152,6 +157,11 @@ def run(args: list[str]) -> int:
         manifest_bytes = (info / "manifest").read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
         unit, env = _app_unit(ra, approot, json.loads(manifest_bytes), interactive)
+        if stdin_stream:
+            unit = dataclasses.replace(unit, stdin_fifo=True)
+            stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
+            if not stdin_fifo.exists():
+                os.mkfifo(stdin_fifo, 0o600)
         app_units.append(unit)
         _write(root / "rkt" / "env" / name, units.env_file(env))
         fifo = root / "rkt" / "iomux" / name
@@ -168,6 +178,13 @@ def run(args: list[str]) -> int:
     _write(root / "etc" / "hostname", hostname + "\n")
     _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
 
+    if stdin_stream and app_units:
+        from ..host.relay import start_stdin_relay
+
+        start_stdin_relay(root / "rkt" / "iomux" / f"{app_units[0].name}.stdin", (lock_fd,))
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # the relay alone reads the caller's input
+        os.close(null)
     plan = NspawnPlan(uuid=uuid, root=str(root), hostname=hostname, interactive=interactive,
                       register=_systemd_booted(),
                       # in the pod's transient unit, or a unit whose ExecStart is rkt

@@ -25,8 +25,9 @@ class AppUnit:
     supplementary_gids: tuple[int, ...] = ()
     working_dir: str = "/"
     read_only_rootfs: bool = False
-    interactive: bool = False
+    interactive: bool = False  # the app's stdio is the pod console (a terminal)
     supports_notify: bool = False
+    stdin_fifo: bool = False  # --interactive without a terminal: stdin from /rkt/iomux/<app>.stdin
 
 
 def quote_arg(arg: str) -> str:
@@ -113,7 +114,8 @@ def app_service(app: AppUnit) -> str:
                 "TTYPath=/dev/console", "TTYReset=yes"]
     else:
         unit[3] += f" iomux@{app.name}.service"
-        svc += ["StandardInput=null",
+        svc += [f"StandardInput=file:/rkt/iomux/{app.name}.stdin" if app.stdin_fifo
+                else "StandardInput=null",
                 f"StandardOutput=file:/rkt/iomux/{app.name}",
                 f"StandardError=file:/rkt/iomux/{app.name}"]
     return "\n".join([*unit, "", *svc]) + "\n"

@@ -174,6 +174,10 @@ class Systemd:
         self._jobs[job] = fut
         return await fut
 
+    async def kill_unit(self, unit: str, who: str, signo: int) -> None:
+        """KillUnit: ``who`` is main, control or all."""
+        await self._call(SD, SD_PATH, SD_MGR, "KillUnit", "ssi", [unit, who, signo])
+
     async def unit_of_pid(self, pid: int) -> tuple[str, int] | None:
         """(unit name, its MainPID) for the unit a process belongs to."""
         try:
