@@ -10,6 +10,7 @@ import os
 import random
 import select
 import string
+import struct
 import subprocess
 import termios
 import time
@@ -113,6 +114,22 @@ def test_ctrl_c_reaches_the_app(env: Rkt, aci: Path) -> None:
         t.expect(b"got-sigint")
         assert t.wait() == 9
         assert termios.tcgetattr(t.slave) == t.before
+    finally:
+        t.close()
+
+
+def test_window_size_changes_reach_the_app(env: Rkt, aci: Path) -> None:
+    t = Terminal(env.argv("run", "--interactive", INSECURE, str(aci), "--exec", "/bin/sh",
+                          "--", "-c", "trap 'echo size=$(/bin/busybox stty size)' WINCH; "
+                                      "echo size=$(/bin/busybox stty size); "
+                                      "while :; do sleep 0.1; done"))
+    try:
+        t.expect(b"size=")
+        # what a terminal emulator does when its window is resized
+        fcntl.ioctl(t.master, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 101, 0, 0))
+        t.expect(b"size=41 101")
+        t.send(b"\x1d\x1d\x1d")
+        t.wait()
     finally:
         t.close()
 
