@@ -96,13 +96,27 @@ def _lock(ref: PodRef) -> int | None:
     return fd
 
 
+EMBRYO_GRACE = 60.0
+
+
+def _abandoned_embryo(ref: PodRef, now: float) -> bool:
+    """An embryo is locked and renamed within moments of its mkdir; one left unlocked for a
+    minute belongs to a stage0 that died in between (rkt never collected these)."""
+    try:
+        age = now - ref.path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age > EMBRYO_GRACE and not poddir.is_locked(ref.path)
+
+
 def gc(paths: Paths, policy: GcPolicy, out: Say, err: Say, stage1_gc: Stage1Gc | None) -> None:
     now = time.time()
     for ref in list(poddir.all_pods(paths)):
         if ref.phase == "run" and ref.state() == PodState.EXITED:
             err(f'moving pod "{ref.uuid}" to garbage')
             poddir.mark(paths, ref, "exited-garbage")
-        elif ref.phase == "prepare" and ref.state() == PodState.ABORTED_PREPARE:
+        elif ((ref.phase == "prepare" and ref.state() == PodState.ABORTED_PREPARE)
+              or (ref.phase == "embryo" and _abandoned_embryo(ref, now))):
             err(f'moving failed prepare "{ref.uuid}" to garbage')
             poddir.mark(paths, ref, "garbage")
     if policy.mark_only:
@@ -132,6 +146,8 @@ def gc(paths: Paths, policy: GcPolicy, out: Say, err: Say, stage1_gc: Stage1Gc |
 def remove(paths: Paths, ref: PodRef, stage1_gc: Stage1Gc | None, err: Say) -> bool:
     """`rkt rm` of one pod: rkt's state checks and messages (rkt/rm.go)."""
     st = ref.state()
+    if st == PodState.EMBRYO and _abandoned_embryo(ref, time.time()):
+        st = PodState.ABORTED_PREPARE
     if st == PodState.RUNNING:
         err(f'pod "{ref.uuid}" is currently running')
         return False
