@@ -107,9 +107,9 @@ def _env_plan(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _from_images(values: dict[str, Any], plan_apps: list[ResolvedApp], store: Store
+def _from_images(env_plan: dict[str, Any], plan_apps: list[ResolvedApp], store: Store
                  ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
-    manifest = pod_manifest(PodPlan(apps=tuple(plan_apps), **_env_plan(values)))
+    manifest = pod_manifest(PodPlan(apps=tuple(plan_apps), **env_plan))
     trees = {}
     for ra, r in zip(manifest["apps"], plan_apps, strict=True):
         trees[ra["name"]] = (store.render(r.key), store.manifest_bytes(r.key))
@@ -131,16 +131,31 @@ def _from_manifest(raw: dict[str, Any], store: Store
     return manifest, trees
 
 
+def _check_ids(manifest: dict[str, Any], trees: dict[str, tuple[str, bytes]],
+               store: Store) -> None:
+    """--user/--group names and file paths resolve in the image now, not in stage1 after the
+    pod dir was made (stage1 resolves them again against the same tree)."""
+    from ..stage1.apps import resolve_id
+
+    for ra in manifest["apps"]:
+        app = ra.get("app") or json.loads(trees[ra["name"]][1]).get("app") or {}
+        rootfs = store.tree_rootfs(trees[ra["name"]][0])
+        resolve_id(str(app.get("user", "0")), rootfs, "passwd", "user", ra["name"])
+        resolve_id(str(app.get("group", "0")), rootfs, "group", "group", ra["name"])
+
+
 def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedApp],
-                store: Store, user_manifest: dict[str, Any] | None = None
-                ) -> tuple[poddir.Embryo, Path]:
+                store: Store, user_manifest: dict[str, Any] | None = None,
+                env_plan: dict[str, Any] | None = None) -> tuple[poddir.Embryo, Path]:
     """Render everything first, then make the pod dir; on failure leave nothing behind."""
     stage1_key = ensure_default(store, ctx.paths.cas_tmp)
     stage1_tree = store.render(stage1_key)
     if user_manifest is not None:
         manifest, trees = _from_manifest(user_manifest, store)
     else:
-        manifest, trees = _from_images(values, plan_apps, store)
+        manifest, trees = _from_images(env_plan if env_plan is not None else _env_plan(values),
+                                       plan_apps, store)
+    _check_ids(manifest, trees, store)
     s1_manifest = store.manifest_bytes(stage1_key)
     entry = stage1_entrypoint(json.loads(s1_manifest), "run")
     if entry is None:
@@ -182,6 +197,7 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
     else:
         n_apps = len(parsed.apps)
     check_pod_flags(values, n_apps)
+    env_plan = _env_plan(values)  # every flag checked before any work is done
     settings = ctx.fetch_settings(values["pull-policy"])
     ctx.require_root()
     from ..store import Store
@@ -197,7 +213,7 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
     from ..pod.refs import prepare_lock
 
     with prepare_lock(ctx.paths, exclusive=False):
-        embryo, entrypoint = prepare_pod(ctx, values, resolved, store, user_manifest)
+        embryo, entrypoint = prepare_pod(ctx, values, resolved, store, user_manifest, env_plan)
     return ctx, values, embryo, entrypoint
 
 

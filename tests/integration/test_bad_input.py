@@ -141,3 +141,40 @@ def test_bad_flags(env: Rkt) -> None:
     _one_line_254(env("list", "--format=yaml", check=False), "list", "yaml")
     _one_line_254(env("gc", "--grace-period=10", check=False), "gc", "duration")
     _one_line_254(env("frobnicate", check=False), "rkt", "unknown command")
+
+
+def test_bad_run_flags_change_nothing(env: Rkt) -> None:
+    """rkt run / prepare refusals: one line, exit 254, no pod dir, nothing in the store but
+    the image the first (good) fetch put there."""
+    aci = build_aci(env.work / "ok.aci", exec_=("/bin/true",))
+    # a good run and its removal: the stage1 image and the app's tree are in the store now
+    uf = env.work / "good-uuid"
+    env("run", INSECURE, f"--uuid-file-save={uf}", str(aci))
+    env("rm", uf.read_text())
+    mf = env.work / "pod.json"
+    mf.write_text(json.dumps({"acVersion": "0.8.11", "acKind": "PodManifest", "apps": []}))
+    before = _store_files(env)
+    cases: list[tuple[list[str], tuple[str, ...]]] = [
+        (["--set-env=NOEQUALS", str(aci)], ('invalid environment "NOEQUALS"',)),
+        ([str(aci), "--environment==x"], ('invalid environment "=x"',)),
+        (["--set-env-file=/no/such/file", str(aci)], ("cannot read environment file",)),
+        ([str(aci), "--supplementary-gids=a,b"], ("--supplementary-gids",)),
+        ([str(aci), "--bogus"], ("unknown flag: --bogus",)),
+        (["--volume=v,kind=empty,mode=abc", str(aci)], ("mode",)),
+        (["--volume=v,kind=host", str(aci)], ("source",)),
+        ([str(aci), "--mount=volume=v"], ("volume=NAME,target=PATH",)),
+        (["--pod-name=Bad_Name", str(aci)], ('invalid pod name "Bad_Name"',)),
+        (["--interactive", str(aci), str(aci), "--name=b"], ("only supports one image",)),
+        ([f"--pod-manifest={mf}", "--set-env=A=B"], ("conflicting flags set with --pod-manifest",)),
+        ([f"--pod-manifest={mf}"], ("has no apps",)),
+        ([str(aci), "--user=nosuchuser"], ('user "nosuchuser" not found',)),
+    ]
+    for args, needles in cases:
+        cp = env("run", INSECURE, *args, check=False)
+        _one_line_254(cp, "run", *needles)
+        assert _store_files(env) == before, args
+    _one_line_254(env("prepare", INSECURE, "--set-env=X", str(aci), check=False), "prepare",
+                  'invalid environment "X"')
+    _one_line_254(env("run-prepared", "no-such-pod", check=False), "run-prepared",
+                  'no matches found for "no-such-pod"')
+    assert _store_files(env) == before
