@@ -218,3 +218,26 @@ def test_pod_manifest(env: Rkt, aci: Path, tmp_path: Path) -> None:
     cp = env("run", f"--pod-manifest={mf3}", check=False)
     assert cp.returncode == 254 and "does not exist" in cp.stderr, cp.stderr
     assert _pods(env) == before
+
+
+def test_prepare_by_manifest_and_name_then_run_prepared_detached(env: Rkt, aci: Path,
+                                                                  tmp_path: Path) -> None:
+    key = env("fetch", INSECURE, str(aci)).stdout.strip()
+    mf = tmp_path / "pod.json"
+    mf.write_text(json.dumps({
+        "acVersion": "0.8.11", "acKind": "PodManifest",
+        "apps": [{"name": "svc", "image": {"id": key},
+                  "app": {"exec": ["/bin/sh", "-c", "echo svc-up; exec sleep 600"],
+                          "user": "0", "group": "0"}}]}))
+    uuid = env("prepare", "--quiet", "--pod-name=svc-pod", f"--pod-manifest={mf}").stdout.strip()
+    assert re.fullmatch(UUID_RE, uuid)
+    assert "state=prepared" in env("status", "svc-pod").stdout
+    try:
+        assert env("run-prepared", "--detach", "svc-pod", timeout=60).stdout.strip() == uuid
+        assert _unit_state(f"rkt-{uuid}.service") == "active"
+        assert wait_for(lambda: "svc-up" in sh("journalctl", "-u", f"rkt-{uuid}.service",
+                                               "-o", "cat", "--no-pager", check=False).stdout)
+        env("stop", "svc-pod")
+        assert wait_for(lambda: "state=exited" in env("status", "svc-pod").stdout, 20)
+    finally:
+        sh("systemctl", "stop", f"rkt-{uuid}.service", check=False)
