@@ -79,12 +79,16 @@ def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
     notify = any(a.get("name") == "appc.io/executor/supports-systemd-notify"
                  and a.get("value") == "true" for a in manifest.get("annotations", []))
     image_name = manifest.get("name", "")
+    # appc event handlers; the manifest validator allows only these two names, once each
+    handlers = {h.get("name"): tuple(appmod.resolve_exec(h.get("exec") or [], approot, path))
+                for h in app.get("eventHandlers") or []
+                if h.get("name") in ("pre-start", "post-stop")}
     unit = units.AppUnit(
         name=name, image_name=image_name, argv=tuple(argv), uid=uid, gid=gid,
         supplementary_gids=tuple(int(g) for g in app.get("supplementaryGIDs", [])),
         working_dir=app.get("workingDirectory") or "/",
         read_only_rootfs=bool(ra.get("readOnlyRootFS")), interactive=interactive,
-
+        pre_start=handlers.get("pre-start", ()), post_stop=handlers.get("post-stop", ()),
         supports_notify=notify)
     return unit, env
 
@@ -226,11 +230,22 @@ def stop(args: list[str]) -> int:
 
 
 def gc(args: list[str]) -> int:
+    import re
+    import shutil
+
     uuid = _opts(args)[1]
-    # nspawn's --link-journal=try-guest left /var/log/journal/<machine-id> pointing into the pod.
-    link = Path("/var/log/journal") / machine_id(uuid)
-    if link.is_symlink() and uuid in os.readlink(link):
-        link.unlink()
+    mid = machine_id(uuid)
+    if not re.fullmatch(r"[0-9a-f]{32}", mid):
+        raise RktError(f"not a pod UUID: {uuid!r}")
+    # The pod's persistent journal (nspawn --link-journal=try-host made the host directory
+    # /var/log/journal/<machine-id>); pods of older versions (try-guest) left a symlink there
+    # pointing into the pod instead.
+    journal = Path("/var/log/journal") / mid
+    if journal.is_symlink():
+        if uuid in os.readlink(journal):
+            journal.unlink()
+    elif journal.is_dir():
+        shutil.rmtree(journal)
     return 0
 
 

@@ -30,7 +30,11 @@ def nspawn_argv(plan: NspawnPlan) -> list[str]:
         # Without a service to keep, nspawn asks systemd for a scope; on a machine without
         # systemd there is no bus to ask, so keep whatever cgroup we are in.
         "--keep-unit" if plan.keep_unit or not plan.register else "",
-        f"--link-journal={'try-guest' if plan.register else 'no'}",
+        # try-host: nspawn makes the host's /var/log/journal/<machine-id> (if /var/log/journal
+        # exists) and binds it into the pod, whose journald writes there; the files outlive
+        # the pod's private mounts, so an exited pod's logs stay readable (rkt #1528) until
+        # the stage1 gc removes them.
+        f"--link-journal={'try-host' if plan.register else 'no'}",
         "" if plan.debug else "--quiet",
         f"--uuid={plan.uuid}",
         f"--machine={machine_name(plan.uuid)}",

@@ -28,6 +28,12 @@ class AppUnit:
     interactive: bool = False  # the app's stdio is the pod console (a terminal)
     supports_notify: bool = False
     stdin_fifo: bool = False  # --interactive without a terminal: stdin from /rkt/iomux/<app>.stdin
+    pre_start: tuple[str, ...] = ()  # appc eventHandlers "pre-start" exec, resolved
+    post_stop: tuple[str, ...] = ()  # appc eventHandlers "post-stop" exec, resolved
+
+    @property
+    def has_handlers(self) -> bool:
+        return bool(self.pre_start or self.post_stop)
 
 
 def quote_arg(arg: str) -> str:
@@ -53,8 +59,9 @@ def default_target(apps: Sequence[AppUnit]) -> str:
         "Description=rkt apps",
         "DefaultDependencies=no",
     ]
-    # journald starts volatile; the flush moves the pod's journal to /var/log/journal, which
-    # outlives the pod (rkt #1528)
+    # journald starts volatile; the flush moves the pod's journal to /var/log/journal/<machine-id>,
+    # the host's directory bound in by nspawn --link-journal=try-host: it outlives the pod
+    # (rkt #1528)
     lines.append("Wants=supervisor-ready.service systemd-journal-flush.service")
     if wants:
         lines += [f"Wants={wants}", f"After={wants}"]
@@ -103,6 +110,14 @@ def app_service(app: AppUnit) -> str:
         f"SyslogIdentifier={app.name}",
         f"ExecStart={exec_line(app.argv)}",
     ]
+    # appc event handlers, as rkt: ExecStartPre=/ExecStopPost= of the app's service, so they
+    # share its rootfs and stdio. "!" elevates only the credentials (User=/Group=/
+    # SupplementaryGroups= ignored, RootDirectory= kept): handlers run as root, as in rkt. A
+    # failing pre-start fails the service (the app never runs); post-stop also runs then.
+    if app.pre_start:
+        svc.append(f"ExecStartPre=!{exec_line(app.pre_start)}")
+    if app.post_stop:
+        svc.append(f"ExecStopPost=!{exec_line(app.post_stop)}")
     if app.supports_notify:
         svc.append("NotifyAccess=all")
     if app.supplementary_gids:
@@ -119,6 +134,23 @@ def app_service(app: AppUnit) -> str:
                 f"StandardOutput=file:/rkt/iomux/{app.name}",
                 f"StandardError=file:/rkt/iomux/{app.name}"]
     return "\n".join([*unit, "", *svc]) + "\n"
+
+
+def iomux_handlers_dropin(app: AppUnit) -> str:
+    """Drop-in for ``iomux@<app>.service`` of an app with event handlers: its pre-start,
+    main process and post-stop each open the output FIFO anew, and a single ``tee`` would end
+    at the first writer's EOF (leaving the next writer blocked without a reader). This one
+    reads writer after writer until the reaper, once the app's service is fully stopped, marks
+    /rkt/iomux/<app>.done and wakes it."""
+    fifo = f"/rkt/iomux/{app.name}"
+    script = (f"while :; do /usr/bin/tee -p /dev/console < {fifo} || exit; "
+              f"[ -e {fifo}.done ] && exit 0; done")
+    return "\n".join([
+        "[Service]",
+        "StandardInput=null",
+        "ExecStart=",
+        f"ExecStart=/bin/sh -c {quote_arg(script)}",
+    ]) + "\n"
 
 
 def reaper_service(app: AppUnit) -> str:
@@ -168,4 +200,6 @@ def pod_units(apps: Sequence[AppUnit]) -> dict[str, str]:
     for a in apps:
         units[f"{a.name}.service"] = app_service(a)
         units[f"reaper-{a.name}.service"] = reaper_service(a)
+        if a.has_handlers and not a.interactive:
+            units[f"iomux@{a.name}.service.d/handlers.conf"] = iomux_handlers_dropin(a)
     return units

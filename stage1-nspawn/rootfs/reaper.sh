@@ -7,6 +7,12 @@
 app="$1"
 st=$(/usr/bin/systemctl show --property=ExecMainStatus --value "$app.service")
 [ -n "$st" ] || st=0
+# A service that failed before its main process ran (a failing pre-start event handler) has
+# no main status: the app failed all the same.
+if [ "$st" = 0 ] && [ "$(/usr/bin/systemctl show --property=ExecMainPID --value "$app.service")" = 0 ] \
+    && [ "$(/usr/bin/systemctl show --property=Result --value "$app.service")" != success ]; then
+    st=1
+fi
 printf '%s' "$st" > "/rkt/status/$app.tmp" && mv -f "/rkt/status/$app.tmp" "/rkt/status/$app"
 
 claim() {
@@ -15,10 +21,19 @@ claim() {
 }
 
 # Let the app's output reach the console and journal before the pod goes down: iomux ends
-# once every writer closed the FIFO (bounded: a stray child may keep it open).
+# once every writer closed the FIFO (bounded: a stray child may keep it open). With event
+# handlers iomux reads writer after writer until /rkt/iomux/<app>.done: mark it, and open the
+# FIFO read-write (never blocks) to wake a reader waiting for a next writer.
+fifo="/rkt/iomux/$app"
 tee_pid=$(/usr/bin/systemctl show --property=MainPID --value "iomux@$app.service")
-if [ -n "$tee_pid" ] && [ "$tee_pid" != 0 ]; then
-    /usr/bin/timeout 3 /usr/bin/tail --pid="$tee_pid" -s 0.01 -f /dev/null
+if [ -n "$tee_pid" ] && [ "$tee_pid" != 0 ] && [ -p "$fifo" ]; then
+    : > "$fifo.done"
+    i=0
+    while [ "$i" -lt 300 ] && kill -0 "$tee_pid" 2>/dev/null; do
+        : 3<>"$fifo"
+        /usr/bin/sleep 0.01
+        i=$((i + 1))
+    done
 fi
 
 case "$(/usr/bin/systemctl is-system-running 2>/dev/null)" in

@@ -346,14 +346,26 @@ def test_user_group_working_dir_and_hostname(env: Rkt, aci: Path) -> None:
 
 
 def test_exited_pod_journal_stays_readable(env: Rkt, aci: Path) -> None:
+    """rkt #1528: the pod's journal is the host's /var/log/journal/<machine-id> (nspawn
+    --link-journal=try-host), readable after the pod exited, removed by `rkt rm`."""
+    # without the host directory nspawn would silently keep the journal inside the pod
+    assert Path("/var/log/journal").is_dir()
     uf = env.uuid_file()
     env("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh", "--", "-c",
         "echo kept-in-journal")
     uuid = uf.read_text()
-    journal = next(env.data.glob(f"pods/*/{uuid}/overlay/*/upper/var/log/journal/"
-                                 f"{uuid.replace('-', '')}"))
+    mid = uuid.replace("-", "")
+    journal = Path("/var/log/journal") / mid
+    assert journal.is_dir() and not journal.is_symlink(), journal
+    assert list(journal.glob("*.journal")), list(journal.iterdir())
+    assert "state=exited" in env("status", uuid).stdout
     cp = sh("journalctl", f"--directory={journal}", "-t", "busybox", "-o", "cat", "--no-pager")
     assert "kept-in-journal" in cp.stdout, cp.stdout
+    # rkt's documented way: the host's journalctl, all journals merged (-m)
+    cp = sh("journalctl", "-m", f"_MACHINE_ID={mid}", "-o", "cat", "--no-pager")
+    assert "kept-in-journal" in cp.stdout, cp.stdout
+    env("rm", uuid)
+    assert not journal.exists() and not journal.is_symlink()
 
 
 def test_export_of_an_exited_pod(env: Rkt, aci: Path) -> None:

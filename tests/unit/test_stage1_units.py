@@ -31,6 +31,53 @@ def test_interactive_app_uses_the_console() -> None:
     assert "iomux" not in text
 
 
+HANDLED = units.AppUnit(name="web", image_name="x", argv=("/bin/app",), uid=1000, gid=100,
+                        supplementary_gids=(5,),
+                        pre_start=("/bin/sh", "-c", "echo $HOME 5%"), post_stop=("/bin/post",))
+
+
+def test_event_handlers_run_as_root_around_the_app() -> None:
+    lines = units.app_service(HANDLED).splitlines()
+    # "!": the handler ignores User=/Group=/SupplementaryGroups= (runs as root, as in rkt)
+    # but keeps RootDirectory= and the service's stdio
+    assert 'ExecStartPre=!"/bin/sh" "-c" "echo $$HOME 5%%"' in lines
+    assert 'ExecStopPost=!"/bin/post"' in lines
+    for needed in ("User=1000", "Group=100", "SupplementaryGroups=5",
+                   "RootDirectory=/opt/stage2/web/rootfs", "StandardOutput=file:/rkt/iomux/web",
+                   "StandardError=file:/rkt/iomux/web"):
+        assert needed in lines, needed
+
+
+def test_no_handler_lines_without_handlers() -> None:
+    text = units.app_service(APP)
+    assert "ExecStartPre" not in text and "ExecStopPost" not in text
+    assert not any(".service.d/" in f for f in units.pod_units([APP]))
+
+
+def test_only_pre_start_or_only_post_stop() -> None:
+    pre = units.app_service(units.AppUnit(name="a", image_name="x", argv=("/a",), uid=0, gid=0,
+                                          pre_start=("/p",)))
+    assert 'ExecStartPre=!"/p"' in pre.splitlines() and "ExecStopPost" not in pre
+    post = units.app_service(units.AppUnit(name="a", image_name="x", argv=("/a",), uid=0,
+                                           gid=0, post_stop=("/q",)))
+    assert 'ExecStopPost=!"/q"' in post.splitlines() and "ExecStartPre" not in post
+
+
+def test_iomux_of_an_app_with_handlers_reads_writer_after_writer() -> None:
+    files = units.pod_units([HANDLED])
+    dropin = files["iomux@web.service.d/handlers.conf"]
+    lines = dropin.splitlines()
+    assert lines[0] == "[Service]" and "ExecStart=" in lines  # resets the template's ExecStart
+    start = next(ln for ln in lines if ln.startswith("ExecStart=/bin/sh"))
+    assert "/usr/bin/tee -p /dev/console < /rkt/iomux/web" in start
+    assert "[ -e /rkt/iomux/web.done ] && exit 0" in start
+    # an interactive app writes to the console itself: no FIFO, no iomux
+    tty = units.AppUnit(name="web", image_name="x", argv=("/a",), uid=0, gid=0,
+                        interactive=True, pre_start=("/p",))
+    assert not any(".service.d/" in f for f in units.pod_units([tty]))
+    assert 'ExecStartPre=!"/p"' in units.app_service(tty)
+
+
 def test_default_target_wants_every_app() -> None:
     b = units.AppUnit(name="b", image_name="x", argv=("/x",), uid=0, gid=0)
     t = units.default_target([APP, b])
@@ -53,6 +100,8 @@ def test_nspawn_argv_in_a_unit() -> None:
     assert "--machine=rkt-u-1" in argv and "--uuid=u-1" in argv
     assert "--console=read-only" in argv and "--bind-ro=/usr" in argv
     assert argv.index("--") < argv.index("systemd.firstboot=off")
+    # the pod's journal lives in the host's /var/log/journal/<machine-id> (rkt #1528)
+    assert "--link-journal=try-host" in argv
 
 
 def test_nspawn_argv_without_systemd_keeps_cgroup_and_skips_journal_link() -> None:
