@@ -172,3 +172,21 @@ def test_interactive_needs_exactly_one_image(env: Rkt, aci: Path) -> None:
              check=False)
     assert cp.returncode == 254
     assert cp.stderr.strip() == "run: interactive option only supports one image"
+
+
+def test_piped_stdin_is_shared_with_event_handlers_like_a_pipeline(env: Rkt) -> None:
+    """The service's pre-start and post-stop open stdin too (systemd opens it per command): a
+    handler that reads takes what it reads, one that does not takes nothing, the app gets the
+    rest and then EOF."""
+    img = build_aci(env.work / "handlers.aci", name="example.com/handlers", exec_=("/bin/cat",),
+                    app_extra={"eventHandlers": [
+                        {"name": "pre-start",
+                         "exec": ["/bin/sh", "-c", 'read -r first; echo "pre got $first"']},
+                        {"name": "post-stop", "exec": ["/bin/sh", "-c", "echo post"]}]})
+    cp = env("run", "--interactive", INSECURE, str(img), input="one\ntwo\nthree\n", timeout=60)
+    assert cp.stdout == "pre got one\ntwo\nthree\npost\n"
+    quiet = build_aci(env.work / "quiet.aci", name="example.com/quiet", exec_=("/bin/cat",),
+                      app_extra={"eventHandlers": [
+                          {"name": "pre-start", "exec": ["/bin/true"]}]})
+    cp = env("run", "--interactive", INSECURE, str(quiet), input="all\nof it\n", timeout=60)
+    assert cp.stdout == "all\nof it\n"
