@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -300,6 +301,15 @@ def _run_tty(a: EnterArgs, root: Path, unit: str, props: list[str],
         fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(stdin, termios.TIOCGWINSZ, b"\0" * 8))
     out = threading.Thread(target=_pump, args=(master, sys.stdout.fileno()))
     inp = threading.Thread(target=_pump, args=(stdin, master), daemon=True)
+
+    def on_winch(_signo: int, _frame: object) -> None:
+        # the caller's window changed: size the pod's pty alike; the kernel then signals the
+        # entered command's process group
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(master, termios.TIOCSWINSZ,
+                        fcntl.ioctl(stdin, termios.TIOCGWINSZ, b"\0" * 8))
+
+    old_winch = signal.signal(signal.SIGWINCH, on_winch)
     try:
         tty.setraw(stdin)
         out.start()
@@ -310,6 +320,7 @@ def _run_tty(a: EnterArgs, root: Path, unit: str, props: list[str],
 
         return _start_and_wait(a, unit, props, tty_properties(slave_path), cmd, [out], unblock)
     finally:
+        signal.signal(signal.SIGWINCH, old_winch)
         termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         with contextlib.suppress(OSError):
             os.close(slave)

@@ -190,3 +190,21 @@ def test_piped_stdin_is_shared_with_event_handlers_like_a_pipeline(env: Rkt) -> 
                           {"name": "pre-start", "exec": ["/bin/true"]}]})
     cp = env("run", "--interactive", INSECURE, str(quiet), input="all\nof it\n", timeout=60)
     assert cp.stdout == "all\nof it\n"
+
+
+def test_enter_on_a_terminal_follows_window_size(env: Rkt, aci: Path) -> None:
+    uuid = env("run", "--detach", INSECURE, str(aci), "--exec", "/bin/sleep", "--", "600",
+               timeout=60).stdout.strip()
+    t = Terminal(env.argv("enter", uuid, "/bin/sh", "-c",
+                          "trap 'echo size=$(/bin/busybox stty size)' WINCH; [ -t 0 ] && "
+                          "echo tty-ok; while :; do sleep 0.1; done"))
+    try:
+        t.expect(b"tty-ok")
+        fcntl.ioctl(t.master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 77, 0, 0))
+        t.expect(b"size=33 77")
+        t.send(b"\x03")  # Ctrl-C reaches the entered command, not rkt
+        assert t.wait() == 130
+        assert termios.tcgetattr(t.slave) == t.before
+    finally:
+        t.close()
+        env("stop", "--force", uuid, check=False)
