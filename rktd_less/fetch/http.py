@@ -16,62 +16,66 @@ Redirects are followed here, hop by hop, so that every hop is checked: plain ``h
 with ``--insecure-options=http``, and auth.d headers only for the host they were configured for
 (never carried to another host by a redirect). Certificates are checked against the system
 store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` read at call time) plus ``HttpOptions.ca_file``.
+
+The aiohttp-free parts live beside it: ``http_options.py`` (options, TLS context, proxy,
+auth.d and scheme policy) and ``resume.py`` (partial files and their ``.meta`` sidecars).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
-import ipaddress
-import json
-import os
 import ssl
 import sys
-import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 
-from .. import __version__
-from ..config import ConfigDirs, Insecure, load_auth
 from ..errors import FetchError
+from .http_options import (
+    HTTP_HINT,
+    TLS_HINT,
+    HttpOptions,
+    as_options,
+    auth_headers,
+    check_scheme,
+    host_of,
+    options_for,
+    options_from,
+    parse_max_age,
+    proxy_for,
+    ssl_for,
+)
 from .progress import Progress
+from .resume import content_range, discard_partial, read_sidecar, sidecar_path, write_sidecar
 
 if TYPE_CHECKING:
     from ..cli.context import Context
+
+# HttpOptions, options_from/options_for and host_of live in http_options.py; they are
+# re-exported here for the modules that import them from this one.
+__all__ = [
+    "Client",
+    "DownloadResult",
+    "HttpOptions",
+    "HttpStatusError",
+    "Response",
+    "client",
+    "download",
+    "get_bytes",
+    "host_of",
+    "options_for",
+    "options_from",
+]
 
 MAX_REDIRECTS = 10
 CHUNK = 1 << 18
 MAX_DEFERRED_WAIT = 30.0
 _REDIRECTS = (301, 302, 303, 307, 308)
-TLS_HINT = "pass --insecure-options=tls to accept any certificate"
-HTTP_HINT = "pass --insecure-options=http to allow plain HTTP"
-
-
-@dataclass(frozen=True)
-class HttpOptions:
-    insecure_tls: bool = False
-    allow_http: bool = False
-    # auth.d: request headers per host ("host" or "host:port"), see config.load_auth.
-    auth: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    progress: bool = False
-    user_agent: str = f"rktd-less/{__version__}"
-    # An extra CA bundle trusted on top of the system store.
-    ca_file: str | None = None
-    # Hosts configured with an auth type this engine cannot produce (aws): host -> type.
-    unsupported_auth: Mapping[str, str] = field(default_factory=dict)
-    # Appended to the host of discovery URLs (rkt's discovery "port" knob, for tests).
-    discovery_port: int | None = None
-    connect_timeout: float = 30.0
-    read_timeout: float = 120.0
-    # dockerAuth: registry ("host" or "host:port") -> (user, password), see config.load_auth.
-    docker_auth: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,126 +108,19 @@ class HttpStatusError(FetchError):
         self.status = status
 
 
-def options_from(ctx_insecure: Insecure, config: ConfigDirs,
-                 progress: bool | None = None) -> HttpOptions:
-    auth = load_auth(config)
-    if progress is None:
-        progress = sys.stderr is not None and sys.stderr.isatty()
-    return HttpOptions(insecure_tls="tls" in ctx_insecure.options,
-                       allow_http="http" in ctx_insecure.options,
-                       auth=auth.headers, unsupported_auth=auth.unsupported, progress=progress,
-                       docker_auth=auth.docker)
-
-
-def options_for(ctx: Context) -> HttpOptions:
-    return options_from(ctx.insecure, ctx.config)
-
-
-def _as_options(o: HttpOptions | Context) -> HttpOptions:
-    return o if isinstance(o, HttpOptions) else options_for(o)
-
-
-def parse_max_age(cache_control: str | None) -> int | None:
-    """Cache-Control max-age as rkt reads it (``getMaxAge``): no-cache/no-store -> 0."""
-    if cache_control is None:
-        return None
-    result: int | None = None
-    for part in cache_control.split(","):
-        attr, _, val = part.strip().partition("=")
-        attr = attr.strip().lower()
-        if attr in ("no-store", "no-cache"):
-            return 0
-        if attr == "max-age":
-            val = val.strip().strip('"')
-            if val.isdigit() and int(val) > 0:
-                result = int(val)
-    return result
-
-
-def host_of(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{host}:{parts.port}" if parts.port else host
-
-
 # --- session ---------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def _ssl_context(insecure: bool, ca_file: str | None, env: tuple[str | None, str | None]
-                 ) -> ssl.SSLContext:
-    del env  # part of the cache key only: the default paths are read from it at creation
-    if insecure:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    ctx = ssl.create_default_context()
-    if ca_file:
-        try:
-            ctx.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as e:
-            raise FetchError(f'cannot load CA file "{ca_file}": {e}') from None
-    return ctx
-
-
-def _ssl_for(opts: HttpOptions) -> ssl.SSLContext:
-    env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-    return _ssl_context(opts.insecure_tls, opts.ca_file, env)
-
-
 @asynccontextmanager
 async def _session(opts: HttpOptions, limit: int = 4) -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(ssl=_ssl_for(opts), limit=limit)
+    connector = aiohttp.TCPConnector(ssl=ssl_for(opts), limit=limit)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=opts.connect_timeout,
                                     sock_read=opts.read_timeout)
     # trust_env=False: no ~/.netrc credentials sneaking onto requests; proxies come from
-    # _proxy_for instead.
+    # proxy_for instead.
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
                                      auto_decompress=False,
                                      headers={"User-Agent": opts.user_agent,
                                               "Accept-Encoding": "identity"}) as session:
         yield session
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _proxy_for(url: str) -> str | None:
-    """Proxy from the environment, like Go's ProxyFromEnvironment (loopback never proxied)."""
-    proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not proxies or _is_loopback(host) or urllib.request.proxy_bypass(host):
-        return None
-    return proxies.get(parts.scheme)
-
-
-def _auth_headers(url: str, opts: HttpOptions) -> Mapping[str, str]:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    for key in (host_of(url).lower(), host):
-        if key in opts.unsupported_auth:
-            raise FetchError(f'auth type "{opts.unsupported_auth[key]}" configured for "{key}"'
-                             " is not supported")
-        if key in opts.auth:
-            return opts.auth[key]
-    return {}
-
-
-def _check_scheme(url: str, opts: HttpOptions) -> None:
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "https":
-        return
-    if scheme == "http":
-        if opts.allow_http:
-            return
-        raise FetchError(f"refusing plain HTTP for {url}", hint=HTTP_HINT)
-    raise FetchError(f'unsupported URL scheme in "{url}"', hint="use an https:// URL")
 
 
 def _connect_error(url: str, opts: HttpOptions, e: Exception) -> FetchError:
@@ -267,13 +164,13 @@ async def _open(session: aiohttp.ClientSession, url: str, opts: HttpOptions,
     (auth.d unless ``auth_d`` is false; ``origin_headers`` while still on the first host)."""
     current = url
     for _ in range(MAX_REDIRECTS + 1):
-        _check_scheme(current, opts)
-        hop = {**headers, **(_auth_headers(current, opts) if auth_d else {})}
+        check_scheme(current, opts)
+        hop = {**headers, **(auth_headers(current, opts) if auth_d else {})}
         if origin_headers and host_of(current) == host_of(url):
             hop.update(origin_headers)
         try:
             resp = await session.request(method, current, headers=hop, allow_redirects=False,
-                                         proxy=_proxy_for(current))
+                                         proxy=proxy_for(current))
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as e:
             raise _connect_error(current, opts, e) from None
         location = resp.headers.get("Location")
@@ -377,59 +274,16 @@ def get_bytes(url: str, ctx: HttpOptions | Context, max_bytes: int) -> bytes:
     """The whole body of ``url`` (2xx only), at most ``max_bytes``.
 
     ``ctx`` is a CLI Context (options from its insecure flags and auth.d) or HttpOptions."""
-    return asyncio.run(_get_bytes(url, _as_options(ctx), max_bytes))
+    return asyncio.run(_get_bytes(url, as_options(ctx), max_bytes))
 
 
 # --- resumable downloads ---------------------------------------------------------------------
-def sidecar_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".meta")
-
-
-def _read_sidecar(dest: Path, url: str) -> str | None:
-    """The If-Range validator for continuing ``dest``, if it is a partial of ``url``."""
-    try:
-        meta = json.loads(sidecar_path(dest).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("url") != url:
-        return None
-    v = meta.get("validator")
-    return v if isinstance(v, str) and v else None
-
-
 def _validator(resp: aiohttp.ClientResponse) -> str | None:
     # If-Range needs a strong validator: a strong ETag, else Last-Modified.
     etag = resp.headers.get("ETag")
     if etag and not etag.startswith("W/"):
         return etag
     return resp.headers.get("Last-Modified") or None
-
-
-def _write_sidecar(dest: Path, url: str, validator: str | None) -> None:
-    side = sidecar_path(dest)
-    if validator is None:
-        side.unlink(missing_ok=True)  # cannot prove identity later: never resume this one
-        return
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps({"url": url, "validator": validator}))
-    tmp.replace(side)
-
-
-def discard_partial(dest: Path) -> None:
-    dest.unlink(missing_ok=True)
-    sidecar_path(dest).unlink(missing_ok=True)
-
-
-def _content_range(value: str | None) -> tuple[int, int | None] | None:
-    """``bytes START-END/TOTAL`` -> (START, TOTAL or None)."""
-    if not value or not value.startswith("bytes "):
-        return None
-    span, _, total = value[6:].partition("/")
-    start, _, _end = span.partition("-")
-    try:
-        return int(start), (None if total.strip() == "*" else int(total))
-    except ValueError:
-        return None
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
@@ -452,7 +306,7 @@ async def _download_once(session: aiohttp.ClientSession,
                          r: _Request) -> DownloadResult | _Deferred | None:
     """One attempt; ``None`` means "the partial was unusable and is gone, start over"."""
     have = r.dest.stat().st_size if r.dest.exists() else 0
-    validator = _read_sidecar(r.dest, r.url) if have else None
+    validator = read_sidecar(r.dest, r.url) if have else None
     if have and validator is None:
         discard_partial(r.dest)
         have = 0
@@ -475,7 +329,7 @@ async def _download_once(session: aiohttp.ClientSession,
             discard_partial(r.dest)
             return None
         if resp.status == 206 and have:
-            cr = _content_range(resp.headers.get("Content-Range"))
+            cr = content_range(resp.headers.get("Content-Range"))
             if cr is None or cr[0] != have:
                 discard_partial(r.dest)
                 return None
@@ -488,7 +342,7 @@ async def _download_once(session: aiohttp.ClientSession,
             discard_partial(r.dest)
             raise _TooBig(f"GET {final}: {total} bytes is more than the limit of"
                           f" {r.max_bytes}")
-        _write_sidecar(r.dest, r.url, _validator(resp) or (validator if start else None))
+        write_sidecar(r.dest, r.url, _validator(resp) or (validator if start else None))
         progress = Progress(r.label, total, r.stream, start=start) if r.opts.progress else None
         got = start
         try:
@@ -544,7 +398,7 @@ def download(url: str, dest: Path, opts: HttpOptions, *, etag: str | None = None
              ) -> DownloadResult:
     """Stream ``url`` into ``dest``, continuing a partial download left there by an earlier run.
 
-    ``dest`` should be a stable per-URL temp path (see ``partial_path``) so a later run finds
+    ``dest`` should be a stable per-URL temp path (see ``resume.partial_path``) so a later run finds
     the partial; on success the caller moves it away (its ``.meta`` sidecar is already gone).
     With ``etag``, a 304 answer downloads nothing. A 202 Accepted (rkt's deferred signature:
     fetch the ACI first, then the signature) is retried once after ``deferred_retry`` seconds
@@ -555,9 +409,3 @@ def download(url: str, dest: Path, opts: HttpOptions, *, etag: str | None = None
     req = _Request(url, dest, opts, etag, label, max_bytes,
                    stream if stream is not None else sys.stderr)
     return asyncio.run(_download(req, deferred_retry))
-
-
-def partial_path(directory: Path, url: str) -> Path:
-    """A stable temp path for ``url`` under ``directory``, so reruns resume the same file."""
-    return directory / ("dl-" + hashlib.sha256(url.encode()).hexdigest()[:32] + ".part")
-

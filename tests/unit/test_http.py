@@ -13,16 +13,10 @@ import pytest
 
 from rktd_less.config import ConfigDirs, Insecure
 from rktd_less.errors import FetchError
-from rktd_less.fetch.http import (
-    HttpOptions,
-    download,
-    get_bytes,
-    options_from,
-    parse_max_age,
-    partial_path,
-    sidecar_path,
-)
+from rktd_less.fetch.http import HttpOptions, download, get_bytes, options_from
+from rktd_less.fetch.http_options import parse_max_age
 from rktd_less.fetch.progress import Progress, format_bytes, render_line
+from rktd_less.fetch.resume import partial_path, sidecar_path
 from tests.helpers.https_server import CertFiles, Server, make_certs, serve
 
 BLOB = bytes(range(256)) * 4096  # 1 MiB, every offset distinguishable
