@@ -5,12 +5,20 @@
 # /rkt/exit-claimed decides the pod's exit code; later ones (apps stopped because the pod is
 # going down) only record their status.
 app="$1"
-st=$(/usr/bin/systemctl show --property=ExecMainStatus --value "$app.service")
-[ -n "$st" ] || st=0
+st=0 main_pid=0 result=success
+# one query (each systemctl call costs a process start on the pod's way down)
+while IFS='=' read -r key value; do
+    case "$key" in
+        ExecMainStatus) st=${value:-0} ;;
+        ExecMainPID) main_pid=$value ;;
+        Result) result=$value ;;
+    esac
+done <<EOF_SHOW
+$(/usr/bin/systemctl show --property=ExecMainStatus,ExecMainPID,Result "$app.service")
+EOF_SHOW
 # A service that failed before its main process ran (a failing pre-start event handler) has
 # no main status: the app failed all the same.
-if [ "$st" = 0 ] && [ "$(/usr/bin/systemctl show --property=ExecMainPID --value "$app.service")" = 0 ] \
-    && [ "$(/usr/bin/systemctl show --property=Result --value "$app.service")" != success ]; then
+if [ "$st" = 0 ] && [ "$main_pid" = 0 ] && [ "$result" != success ]; then
     st=1
 fi
 printf '%s' "$st" > "/rkt/status/$app.tmp" && mv -f "/rkt/status/$app.tmp" "/rkt/status/$app"
