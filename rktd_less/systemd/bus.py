@@ -134,14 +134,16 @@ class Systemd:
         if path is None:
             return None
         # Unit first: once it says inactive, the Service's exit status read after it is final.
-        (uprops,) = await self._call(SD, path, PROPS, "GetAll", "s",
-                                     ["org.freedesktop.systemd1.Unit"])
-        (props,) = await self._call(SD, path, PROPS, "GetAll", "s",
-                                    ["org.freedesktop.systemd1.Service"])
-        return UnitStatus(
-            active_state=uprops["ActiveState"].value, sub_state=uprops["SubState"].value,
-            result=props["Result"].value, exec_main_code=props["ExecMainCode"].value,
-            exec_main_status=props["ExecMainStatus"].value, main_pid=props["MainPID"].value)
+        # Single Gets: GetAll returns some 250 properties, and unmarshalling them in pure Python
+        # cost more than the round trips.
+        unit_iface, svc_iface = "org.freedesktop.systemd1.Unit", "org.freedesktop.systemd1.Service"
+        active = await self._get(path, unit_iface, "ActiveState")
+        sub = await self._get(path, unit_iface, "SubState")
+        values = [await self._get(path, svc_iface, n)
+                  for n in ("Result", "ExecMainCode", "ExecMainStatus", "MainPID")]
+        return UnitStatus(active_state=active, sub_state=sub, result=values[0],
+                          exec_main_code=values[1], exec_main_status=values[2],
+                          main_pid=values[3])
 
     async def wait_inactive(self, unit: str) -> UnitStatus | None:
         """Wait until the unit is inactive or failed (it must be kept loaded, e.g. AddRef)."""
