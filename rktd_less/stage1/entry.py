@@ -195,16 +195,24 @@ def run(args: list[str]) -> int:
                       keep_unit=own_service() is not None,
                       private_network=(net == "none"), debug=debug)
     argv = nspawn_argv(plan)
-    # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
-    # nspawn in place, so that is us.
-    _write(poddir / "ppid", f"{os.getpid()}\n")
     ns_env = nspawn_env(debug)
     if "NOTIFY_SOCKET" in os.environ:  # --notify-ready=yes forwards the pod's READY=1 there
         ns_env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
     os.environ.clear()
-    del lock_fd  # stays open (inheritable) across exec: the pod is running while nspawn lives
     if debug:
         print("stage1: exec " + " ".join(argv), file=sys.stderr)
+    if not plan.register:
+        # No systemd manager (sysv init, runit, OpenRC, a plain container): stage1 stays as
+        # the pod's supervisor, with cgroups of its own and nothing left on the host; it
+        # keeps the lock ("running") until they are gone. "ppid" names nspawn then.
+        from . import standalone
+
+        return standalone.run(argv, ns_env, uuid, poddir,
+                              lambda pid: _write(poddir / "ppid", f"{pid}\n"))
+    # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
+    # nspawn in place, so that is us.
+    _write(poddir / "ppid", f"{os.getpid()}\n")
+    del lock_fd  # stays open (inheritable) across exec: the pod is running while nspawn lives
     os.execve(argv[0], argv, ns_env)
     return 1  # not reached
 
