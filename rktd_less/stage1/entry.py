@@ -254,6 +254,10 @@ def gc(args: list[str]) -> int:
             journal.unlink()
     elif journal.is_dir():
         shutil.rmtree(journal)
+    # a pod run without systemd whose supervising stage1 was killed: its cgroups remain
+    from .standalone import gc as standalone_gc
+
+    standalone_gc(Path.cwd(), uuid)
     return 0
 
 

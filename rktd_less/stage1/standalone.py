@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from ..ids import machine_name
 from ..pod.info import is_ready
 
+CGROUPS_FILE = "standalone-cgroups"  # in the pod dir: the cgroups this stage1 made
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's ^C, hangup)
 
@@ -93,6 +94,32 @@ def pod_cgroups(mountinfo: str, proc_cgroup: str, uuid: str) -> list[Path]:
     return dirs
 
 
+def recorded_cgroups(text: str, uuid: str) -> list[Path]:
+    """The pod's own cgroups from the pod dir's record: absolute paths under /sys/fs/cgroup
+    named ``rkt-<uuid>`` only (gc must never remove anything else)."""
+    out = []
+    for line in text.splitlines():
+        p = PurePosixPath(line.strip())
+        if (p.is_absolute() and p.name == machine_name(uuid) and ".." not in p.parts
+                and p.is_relative_to("/sys/fs/cgroup")):
+            out.append(Path(p))
+    return out
+
+
+def gc(poddir: Path, uuid: str) -> None:
+    """Remove the cgroups of a pod whose supervisor was killed before it could (gc of an
+    exited pod: whatever is left in them is killed first)."""
+    from ..host import cgroups_standalone
+
+    try:
+        text = (poddir / CGROUPS_FILE).read_text()
+    except OSError:
+        return
+    dirs = [d for d in recorded_cgroups(text, uuid) if d.is_dir()]
+    if dirs:
+        cgroups_standalone.destroy(dirs)
+
+
 def run_tmpfs_wanted(poddir: Path) -> bool:
     """A tmpfs on /run would hide a pod dir that lives below /run."""
     return not poddir.resolve().is_relative_to("/run")
@@ -113,6 +140,8 @@ def run(argv: Sequence[str], env: Mapping[str, str], uuid: str, poddir: Path,
 
     dirs = pod_cgroups(Path("/proc/self/mountinfo").read_text(),
                        Path("/proc/self/cgroup").read_text(), uuid)
+    # recorded for the gc entrypoint, in case this supervisor is killed before it cleans up
+    (poddir / CGROUPS_FILE).write_text("".join(f"{d}\n" for d in dirs))
     if run_tmpfs_wanted(poddir):
         mount.mount("tmpfs", "/run", "tmpfs", mount.MS_NOSUID | mount.MS_NODEV, "mode=0755")
     supervise.block((*FORWARDED, signal.SIGCHLD))

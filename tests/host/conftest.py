@@ -1,12 +1,12 @@
 """Host tier: `rkt run` on the bare machine, where PID 1 is not systemd (sysv init, runit,
 OpenRC, a plain container), proving the pod runs as rkt's did and leaves nothing behind.
 
-    sudo .venv/bin/python -m pytest -q -p no:cacheprovider tests/host
+    sudo bash scripts/host-tier.sh
 
 Every test below this directory is marked `host`. They need root; without it the session stops
-at once instead of skipping (a skipped tier would look green). On a machine whose PID 1 *is*
-systemd they refuse to run as well, with a message: this tier is about the path without a
-systemd manager, which such a machine does not take (the integration tier covers it there).
+at once instead of skipping (a skipped tier would look green). Where a systemd manager is
+reachable (/run/systemd/system exists) they refuse to run as well: scripts/host-tier.sh hides it
+first on such machines.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 NEED_ROOT = "host tests need root: sudo .venv/bin/python -m pytest tests/host"
 NO_SYSTEMD_ONLY = (
     "host tests prove rkt run where no systemd manager is reachable, but PID 1 here is "
-    "systemd (/run/systemd/system exists): run tests/integration in the test bed instead"
+    "systemd (/run/systemd/system exists): run them with scripts/host-tier.sh, which hides it"
 )
 
 

@@ -193,3 +193,25 @@ def test_ctrl_c_on_a_terminal_halts_the_pod_once(env: Rkt, aci: Path, before: Sn
 
 def status_of(env: Rkt, uuid: str) -> str:
     return status(env, uuid)["state"]
+
+
+def test_gc_after_the_supervisor_was_killed(env: Rkt, aci: Path, before: Snapshot) -> None:
+    """SIGKILL to `rkt run` (the supervising stage1): the pod runs on under nspawn, `rkt stop`
+    still ends it, and `rkt gc` removes the cgroups the dead supervisor could not."""
+    p, uuid = start_sleeper(env, aci)
+    p.kill()
+    p.wait(timeout=30)  # (nspawn still holds the pipes of its output: no communicate())
+    try:
+        assert status(env, uuid)["state"] == "running"
+        assert env("stop", uuid).stdout == f'"{uuid}"\n'
+        assert wait_for(lambda: status(env, uuid)["state"] == "exited", timeout=30)
+        left = differences(before, Snapshot.take(), uuid)
+        assert any(f"rkt-{uuid}" in line for line in left), left  # the supervisor's cgroups
+        cp = env("gc", "--grace-period=0s")
+        assert f'Garbage collecting pod "{uuid}"' in cp.stdout, cp.stdout
+        assert_nothing_left(before, uuid)
+    finally:
+        reap_pod(uuid)
+        for f in (p.stdout, p.stderr):
+            if f is not None:
+                f.close()

@@ -103,3 +103,16 @@ def test_nspawn_without_systemd_keeps_its_cgroup_and_registers_nothing() -> None
                                   keep_unit=False))
     assert "--register=no" in argv and "--keep-unit" in argv
     assert "--link-journal=no" in argv
+
+
+def test_recorded_cgroups_only_the_pods_own() -> None:
+    from pathlib import Path
+
+    from rktd_less.stage1.standalone import recorded_cgroups
+
+    u = "11111111-2222-3333-4444-555555555555"
+    text = (f"/sys/fs/cgroup/unified/rkt-{u}\n/sys/fs/cgroup/systemd/x/rkt-{u}\n"
+            f"/sys/fs/cgroup/unified/other\n/etc/rkt-{u}\n/sys/fs/cgroup/../../rkt-{u}\n"
+            f"relative/rkt-{u}\n")
+    assert recorded_cgroups(text, u) == [Path(f"/sys/fs/cgroup/unified/rkt-{u}"),
+                                         Path(f"/sys/fs/cgroup/systemd/x/rkt-{u}")]
