@@ -41,6 +41,19 @@ step machinectl poweroff "rkt-$uuid"
 machinectl poweroff "rkt-$uuid"
 for _ in $(seq 100); do "${RKT[@]}" status "$uuid" | grep -q state=exited && break; sleep 0.1; done
 "${RKT[@]}" list
+step "rkt run --detach --pod-name=demo-detached ... (returns once the pod is up)"
+"${RKT[@]}" run --detach --pod-name=demo-detached --insecure-options=image "$work/busybox.aci" \
+    --exec /bin/sh -- -c 'echo "detached pod up"; exec sleep 600' | tee "$work/uuid2"
+uuid2=$(cat "$work/uuid2")
+step systemctl status "rkt-$uuid2"
+systemctl status --no-pager "rkt-$uuid2.service" | head -12 || true
+step journalctl -u "rkt-$uuid2"
+journalctl -u "rkt-$uuid2.service" -o cat --no-pager | tail -3
+step rkt stop demo-detached
+"${RKT[@]}" stop demo-detached
+for _ in $(seq 100); do "${RKT[@]}" status demo-detached | grep -q state=exited && break; sleep 0.1; done
+"${RKT[@]}" list
+
 step rkt gc --grace-period=0
 "${RKT[@]}" gc --grace-period=0
 systemctl reset-failed demo-web.service 2>/dev/null || true
