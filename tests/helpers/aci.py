@@ -80,12 +80,14 @@ def build_aci(dest: Path, *, name: str = "example.com/busybox", version: str | N
               manifest_extra: Mapping[str, Any] | None = None,
               app_extra: Mapping[str, Any] | None = None,
               compress: Compress = None, busybox: bool = True,
-              dot_prefix: bool = False, arch: str = "amd64") -> Path:
+              dot_prefix: bool = False, arch: str = "amd64",
+              owners: Mapping[str, tuple[int, int]] | None = None) -> Path:
     """Write a valid ACI to ``dest``.
 
     ``files`` maps paths in the rootfs ("etc/x" or "/etc/x") to content or (content, mode);
-    ``links`` maps paths to symlink targets. ``exec_=None`` leaves the app out (a dependency
-    image). ``dot_prefix`` names members "./rootfs/..." as ``tar -C dir -c .`` does.
+    ``links`` maps paths to symlink targets; ``owners`` gives some of them a uid and gid.
+    ``exec_=None`` leaves the app out (a dependency image). ``dot_prefix`` names members
+    "./rootfs/..." as ``tar -C dir -c .`` does.
     """
     entries: dict[str, tuple[bytes, tarfile.TarInfo]] = {}
     dirs: set[str] = set()
@@ -112,6 +114,9 @@ def build_aci(dest: Path, *, name: str = "example.com/busybox", version: str | N
         add(path, tarfile.REGTYPE, mode, data)
     for path, target in (links or {}).items():
         add(path, tarfile.SYMTYPE, 0o777, link=target)
+    for path, (uid, gid) in (owners or {}).items():  # uid/gid of files given above
+        ti = entries[path.strip("/")][1]
+        ti.uid, ti.gid, ti.uname, ti.gname = uid, gid, "", ""
 
     manifest = manifest_bytes(name=name, version=version, exec_=exec_,
                               manifest_extra=manifest_extra, app_extra=app_extra, arch=arch)

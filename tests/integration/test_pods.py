@@ -345,6 +345,18 @@ def test_user_group_working_dir_and_hostname(env: Rkt, aci: Path) -> None:
     assert bad.returncode == 254 and 'user "nosuchuser" not found' in bad.stderr, bad.stderr
 
 
+def test_user_and_group_from_a_file_path(env: Rkt) -> None:
+    """appc: a user/group that is an absolute path means the owner of that file in the
+    image."""
+    aci = build_aci(env.work / "owned.aci", name="example.com/owned",
+                    files={"etc/app-owner": b"x"}, owners={"etc/app-owner": (2345, 3456)})
+    cp = env("run", INSECURE, str(aci), "--user=/etc/app-owner", "--group=/etc/app-owner",
+             "--exec", "/bin/sh", "--", "-c", "id -u; id -g")
+    assert cp.stdout.splitlines() == ["2345", "3456"], cp.stdout
+    bad = env("run", INSECURE, str(aci), "--user=/etc/nope", "--exec", "/bin/true", check=False)
+    assert bad.returncode == 254 and 'user file "/etc/nope" not found' in bad.stderr, bad.stderr
+
+
 def test_exited_pod_journal_stays_readable(env: Rkt, aci: Path) -> None:
     """rkt #1528: the pod's journal is the host's /var/log/journal/<machine-id> (nspawn
     --link-journal=try-host), readable after the pod exited, removed by `rkt rm`."""
