@@ -21,9 +21,13 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SystemdError
 from ..ids import unit_name
+
+if TYPE_CHECKING:
+    from ..systemd.bus import Systemd
 
 log = logging.getLogger("rktd_less.launch")
 
@@ -118,6 +122,20 @@ def _exit_status(code: int, status: int) -> int:
     return status if code == 1 else 128 + status
 
 
+def _stop_on_signals(sd: Systemd, unit: str) -> list[asyncio.Task[str]]:
+    """SIGINT/SIGTERM/SIGHUP stop the pod's unit (once); the returned list holds that stop."""
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[str]] = []
+
+    def on_signal() -> None:
+        if not stopping:
+            stopping.append(loop.create_task(sd.stop_unit(unit)))
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(s, on_signal)
+    return stopping
+
+
 async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
     from ..systemd.bus import Prop, Systemd
 
@@ -129,14 +147,7 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
                                  pass_stdio=True, notify=False)]
         job = await sd.start_transient(unit, props, fds)
         loop = asyncio.get_running_loop()
-        stopping: list[asyncio.Task[str]] = []
-
-        def on_signal() -> None:
-            if not stopping:
-                stopping.append(loop.create_task(sd.stop_unit(unit)))
-
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(s, on_signal)
+        _stop_on_signals(sd, unit)
         if launch.interactive and os.isatty(0):
             # nspawn has no controlling terminal in the unit: pass window size changes on
             loop.add_signal_handler(signal.SIGWINCH, lambda: loop.create_task(
@@ -166,15 +177,8 @@ async def _start_detached(launch: Launch, lock_fd: int) -> str:
                  unit_properties(launch, description=f"rkt pod {launch.uuid}", add_ref=False,
                                  pass_stdio=False, notify=True)]
         job = await sd.start_transient(unit, props, ())
-        loop = asyncio.get_running_loop()
-        stopping: list[asyncio.Task[str]] = []
-
-        def on_signal() -> None:  # interrupted while waiting: do not leave a half-started pod
-            if not stopping:
-                stopping.append(loop.create_task(sd.stop_unit(unit)))
-
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(s, on_signal)
+        # interrupted while waiting: do not leave a half-started pod behind
+        stopping = _stop_on_signals(sd, unit)
         result = await job
         if stopping:
             await stopping[0]
