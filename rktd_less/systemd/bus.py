@@ -156,6 +156,7 @@ class Systemd:
                               f"path='{path}'")
         try:
             while True:
+                ev.clear()  # before the query: a change signalled during it is not lost
                 st = await self.status(unit)
                 if st is None:
                     return None
@@ -163,7 +164,6 @@ class Systemd:
                 if st.active_state in ("inactive", "failed") and (
                         st.exec_main_code != 0 or st.main_pid == 0):
                     return st
-                ev.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ev.wait(), timeout=0.2)
         finally:
