@@ -80,6 +80,9 @@ class Store:
             makedirs(d)
         dec = blobs.decompress_to_temp(src, self.paths.cas_tmp, label)
         try:
+            if not latest and self._stored(dec.key):
+                # the same bytes were checked when they were first stored: no second scan
+                return dec.key
             listing = blobs.scan_aci(dec.path, label)
             manifest = parse_image_manifest(listing.manifest)
             with flocked(self.paths.cas_locks / dec.key):
@@ -87,6 +90,10 @@ class Store:
         finally:
             dec.path.unlink(missing_ok=True)  # already renamed away on success
         return dec.key
+
+    def _stored(self, key: str) -> bool:
+        return (self.paths.blob(key).is_file() and self.paths.image_manifest(key).is_file()
+                and self.index.get(key) is not None)
 
     def _commit(self, dec: Decompressed, raw_manifest: bytes, manifest: ImageManifest,
                 latest: bool) -> None:
