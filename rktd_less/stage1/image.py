@@ -61,11 +61,30 @@ def source_digest(python: str, source: Path = SOURCE_DIR) -> str:
     h = hashlib.sha256(f"{__version__}\0{python}\0".encode())
     h.update(entry_script("x", python))
     h.update(Path(__file__).read_bytes())
+    h.update(repr(host_generators()).encode())
     for path in sorted(source.rglob("*")):
         if path.is_file():
             h.update(path.relative_to(source).as_posix().encode() + b"\0")
             h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+# The host's generators would run at every pod boot (one process each, some shell scripts):
+# none of them has anything to do in a stage1 (no fstab, gettys, init scripts, disks), so the
+# stage1 masks them as systemd documents: a same-named link to /dev/null under /etc.
+GENERATOR_DIRS = ("system-generators", "system-environment-generators")
+
+
+def host_generators() -> list[tuple[str, str]]:
+    """(generator dir, name) of every generator of the machine's systemd."""
+    out = []
+    for d in GENERATOR_DIRS:
+        try:
+            names = sorted(os.listdir(Path("/usr/lib/systemd") / d))
+        except FileNotFoundError:
+            continue
+        out += [(d, n) for n in names]
+    return out
 
 
 def build_aci(dest: Path, python: str | None = None, source: Path = SOURCE_DIR) -> None:
@@ -94,6 +113,14 @@ def build_aci(dest: Path, python: str | None = None, source: Path = SOURCE_DIR) 
                     _add(tar, p, kind=tarfile.DIRTYPE, mode=mode)
         for name, target in _LINKS.items():
             _add(tar, f"rootfs/{name}", kind=tarfile.SYMTYPE, mode=0o777, link=target)
+        for gdir, gen in host_generators():
+            for i in (3, 4):  # rootfs/etc/systemd, rootfs/etc/systemd/<gdir>
+                p = "/".join(["rootfs", "etc", "systemd", gdir][:i])
+                if p not in seen:
+                    seen.add(p)
+                    _add(tar, p, kind=tarfile.DIRTYPE, mode=0o755)
+            _add(tar, f"rootfs/etc/systemd/{gdir}/{gen}", kind=tarfile.SYMTYPE, mode=0o777,
+                 link="/dev/null")
         _add(tar, "rootfs/etc/os-release", os_release)  # a real file: nspawn checks it
         _add(tar, "rootfs/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         _add(tar, "rootfs/etc/group", b"root:x:0:\n")
