@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..fsio import replace_file
 from .volumes import implicit_volumes, prepare_volumes
 
 STAGE1_ANN_PREFIX = "coreos.com/rkt/stage1/"
@@ -156,15 +156,7 @@ def pod_manifest(plan: PodPlan) -> dict[str, Any]:
 
 
 def _write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(data, str):
-        data = data.encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_file(path, data, durable=True)
 
 
 def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, tuple[str, bytes]],

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RktError
+from ..fsio import replace_file
 from ..host.cgroup import own_service
 from ..ids import machine_id, machine_name
 from ..pod.info import is_ready
@@ -60,11 +61,7 @@ def _lock_pod(poddir: Path) -> int:
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    replace_file(path, text, mode=mode)  # rewritten at every start: no fsync on the way up
 
 
 def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
