@@ -229,24 +229,24 @@ def _two_args(args: list[str], sub: str) -> tuple[str, Path]:
     return args[0], Path(args[1])
 
 
-def _extract(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
+def _unpack(sub: str, ctx: Context, values: dict[str, Any], args: list[str]) -> int:
+    """extract (the image's own files) and render (with its dependencies) share their flags."""
     from ..store import export
 
-    image, dest = _two_args(args, "extract")
+    image, dest = _two_args(args, sub)
     store = Store(ctx.paths)
-    export.extract(store, _resolve(store, image), dest, rootfs_only=values["rootfs-only"],
-                   overwrite=values["overwrite"])
+    fn = export.extract if sub == "extract" else export.render
+    fn(store, _resolve(store, image), dest, rootfs_only=values["rootfs-only"],
+       overwrite=values["overwrite"])
     return 0
+
+
+def _extract(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
+    return _unpack("extract", ctx, values, args)
 
 
 def _render(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
-    from ..store import export
-
-    image, dest = _two_args(args, "render")
-    store = Store(ctx.paths)
-    export.render(store, _resolve(store, image), dest, rootfs_only=values["rootfs-only"],
-                  overwrite=values["overwrite"])
-    return 0
+    return _unpack("render", ctx, values, args)
 
 
 def _export(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
