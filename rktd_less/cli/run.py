@@ -35,13 +35,16 @@ Pod flags (before the first image):
       --pull-policy=new|never|update
       --uuid-file-save=FILE      write the pod UUID to FILE
       --inherit-env, --set-env=NAME=VALUE, --set-env-file=FILE   environment for all apps
-      --volume=..., --mount=volume=NAME,target=PATH
+      --volume=NAME,kind=host,source=PATH[,readOnly=BOOL][,recursive=BOOL]
+      --volume=NAME,kind=empty[,mode=0755][,uid=0][,gid=0]
+      --mount=volume=NAME,target=PATH   mount a volume into every app
       --pod-name=NAME            a unique name for the pod, usable wherever a UUID is
       --pod-manifest=FILE        run this pod manifest (no images, volumes or env flags then)
       --detach                   start the pod as rkt-<uuid>.service, print its UUID and
                                  return once its apps are up (logs: journalctl -u)
-Per-app flags (after an image): --name --exec --user --group --working-dir --environment
-      --readonly-rootfs --signature
+Per-app flags (after an image): --name --exec --user --group --supplementary-gids
+      --working-dir --environment=NAME=VALUE --readonly-rootfs --mount=volume=NAME,target=PATH
+      --signature=FILE
 """
 FLAGS: dict[str, Flag] = {
     "net": Flag(Kind.STR, "host", "pod network", no_opt="default"),
