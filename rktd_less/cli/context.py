@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import ConfigDirs, Insecure
 from ..errors import PermissionDenied
-from ..fetch.images import FetchSettings
 from ..paths import Paths
+
+if TYPE_CHECKING:  # the fetch machinery is imported only by verbs that fetch
+    from ..fetch.images import FetchSettings
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Context:
         print(f"{self.verb}: {line}", file=sys.stderr, flush=True)
 
     def fetch_settings(self, pull_policy: str) -> FetchSettings:
-        from ..fetch.images import check_policy
+        from ..fetch.images import FetchSettings, check_policy
 
         return FetchSettings(insecure=self.insecure, config=self.config,
                              trust_keys_from_https=self.trust_keys_from_https,
