@@ -1,6 +1,8 @@
 """Docker Registry HTTP API v2 client: the fetch half of docker2aci (reference §5).
 
-- ``parse_docker_ref`` / ``DockerRef`` (from ``docker_ref.py``): ``docker://NAME[:TAG|@DIGEST]``.
+- ``parse_docker_ref`` / ``DockerRef`` (from ``docker_ref.py``): ``docker://NAME[:TAG|@DIGEST]``;
+  ``select_manifest`` (from ``docker_manifest.py``, the pure manifest side: media types, parsing,
+  platform choice, validation).
 - ``pull``: manifest (Docker schema 2 or OCI; a manifest list / OCI index picks the platform),
   config and layers into ``dest_dir`` as content-addressed files ``sha256-<hex>``. Layers are
   downloaded in parallel, hashed while streaming and renamed into place only when the digest
@@ -11,59 +13,46 @@
 Registry auth as docker2aci does it: ``GET /v2/`` first (https; plain http only with
 ``--insecure-options=http``), then a ``Bearer`` challenge is answered with a token from the realm
 (sending the dockerAuth credentials, if any) and a ``Basic`` one with the credentials themselves.
-Tokens and credentials go to the registry's own host only, never across a redirect.
+Tokens and credentials go to the registry's own host only, never across a redirect. The pure
+half (challenge parsing, token URL, credentials lookup, auth errors) is ``registry_auth.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlencode
 
 from ..errors import FetchError, RktError
-from .docker_ref import (
-    DEFAULT_REGISTRY,
-    DIGEST_RE,
-    DockerRef,
-    parse_docker_ref,
-    sanitize_ac_identifier,
+from .docker_manifest import (
+    ACCEPT,
+    LIST_TYPES,
+    MAX_MANIFEST,
+    descriptor,
+    image_descriptors,
+    json_object,
+    media_type_of,
+    platforms,
+    select_manifest,
 )
+from .docker_ref import DIGEST_RE, DockerRef, parse_docker_ref, sanitize_ac_identifier
 from .http import Client, HttpOptions, Response, client, host_of
 from .progress import Progress
+from .registry_auth import (
+    auth_error,
+    basic_authorization,
+    credentials_for,
+    parse_challenge,
+    token_url,
+)
 
-_HUB_AUTH_KEYS = (DEFAULT_REGISTRY, "index.docker.io", "docker.io", "https://index.docker.io/v1/")
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
-LIST_TYPES = (DOCKER_LIST, OCI_INDEX)
-ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX))
-CONFIG_TYPES = ("application/vnd.docker.container.image.v1+json",
-                "application/vnd.oci.image.config.v1+json")
-LAYER_TYPES = frozenset({
-    "application/vnd.docker.image.rootfs.diff.tar.gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-    "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-})
-MAX_MANIFEST = 4 << 20  # what docker itself accepts
-MAX_CONFIG = 64 << 20
 MAX_TOKEN = 1 << 20
 PARALLEL = 4
 
@@ -95,77 +84,6 @@ def blob_path(dest_dir: Path, digest: str) -> Path:
     return dest_dir / digest.replace(":", "-", 1)
 
 
-def select_manifest(manifests: object, os_: str, arch: str,
-                    variant: str | None = None) -> dict[str, Any] | None:
-    """The entry of a manifest list / OCI index for ``os_/arch[/variant]``, as docker picks it:
-    an exact variant match first; without a wanted variant, arm64 prefers ``v8``/none."""
-    if not isinstance(manifests, list):
-        return None
-    found: list[dict[str, Any]] = []
-    for m in manifests:
-        p = m.get("platform") if isinstance(m, dict) else None
-        if isinstance(p, dict) and p.get("os") == os_ and p.get("architecture") == arch:
-            found.append(m)
-
-    def var(m: dict[str, Any]) -> str:
-        return str(m["platform"].get("variant") or "")
-
-    preferred = [variant] if variant else [""]
-    if arch == "arm64" and variant in (None, "", "v8"):
-        preferred = ["v8", ""]  # docker treats arm64 and arm64/v8 as one platform
-    for want in preferred:
-        for m in found:
-            if var(m) == want:
-                return m
-    return found[0] if found and not variant else None
-
-
-def _platforms(manifests: object) -> str:
-    out = []
-    for m in manifests if isinstance(manifests, list) else ():
-        p = m.get("platform") if isinstance(m, dict) else None
-        if isinstance(p, dict):
-            out.append("/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k)))
-    return ", ".join(out) or "none"
-
-
-def _descriptor(ref: DockerRef, d: object, what: str) -> tuple[str, int, str]:
-    if not isinstance(d, dict):
-        raise FetchError(f'docker image "{ref}": the manifest has no valid {what}')
-    digest, size, media_type = d.get("digest"), d.get("size"), d.get("mediaType", "")
-    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
-        raise FetchError(f'docker image "{ref}": unsupported {what} digest {json.dumps(digest)}')
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise FetchError(f'docker image "{ref}": invalid size of {what} {digest}')
-    return digest, size, str(media_type)
-
-
-def _json_object(ref: DockerRef, body: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        doc = None
-    if not isinstance(doc, dict):
-        raise FetchError(f'docker image "{ref}": the {what} is not a JSON object')
-    return doc
-
-
-def _media_type(header: str, doc: dict[str, Any]) -> str:
-    ct = header.partition(";")[0].strip().lower()
-    if ct and ct not in ("application/json", "text/plain", "application/octet-stream"):
-        return ct  # the registry's word, as docker takes it
-    declared = doc.get("mediaType")
-    if isinstance(declared, str) and declared:
-        return declared
-    if doc.get("schemaVersion") == 1:
-        return "application/vnd.docker.distribution.manifest.v1+json"
-    if doc.get("schemaVersion") == 2 and "manifests" in doc:
-        return OCI_INDEX
-    if doc.get("schemaVersion") == 2 and "config" in doc:
-        return OCI_MANIFEST
-    return ct or "(none)"
-
-
 def _error_codes(body: bytes) -> list[tuple[str, str]]:
     """(code, message) pairs of a registry error body ``{"errors": [...]}``."""
     try:
@@ -177,14 +95,6 @@ def _error_codes(body: bytes) -> list[tuple[str, str]]:
             if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``Bearer realm="…",service="…",scope="…"`` -> ("bearer", {realm, service, scope})."""
-    scheme, _, rest = header.strip().partition(" ")
-    params = {k.lower(): re.sub(r"\\(.)", r"\1", quoted) or plain for k, quoted, plain in
-              re.findall(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))', rest)}
-    return scheme.lower(), params
-
-
 # --- the session -------------------------------------------------------------------------------
 class _Session:
     """One registry and repository: scheme, negotiated Authorization, requests."""
@@ -194,32 +104,14 @@ class _Session:
         self.base = f"https://{ref.registry}"
         self.authz: str | None = None
         self._auth_lock = asyncio.Lock()
-        self.creds = self._creds()
-
-    def _creds(self) -> tuple[str, str] | None:
-        keys = _HUB_AUTH_KEYS if self.ref.registry == DEFAULT_REGISTRY else (self.ref.registry,)
-        for key in keys:
-            if key in self.opts.docker_auth:
-                return self.opts.docker_auth[key]
-        return None
+        self.creds = credentials_for(ref, opts.docker_auth)
 
     def _auth_error(self, denied: bool = False) -> FetchError:
-        reg, hint = self.ref.registry, f'check the dockerAuth config for "{self.ref.registry}"'
-        if self.creds is None:
-            return FetchError(f'registry "{reg}" requires authentication for'
-                              f' "{self.ref.repository}"',
-                              hint=f'add credentials for "{reg}" to a dockerAuth config in'
-                                   " auth.d")
-        if denied:
-            return FetchError(f'registry "{reg}" denied user "{self.creds[0]}" access to'
-                              f' "{self.ref.repository}"', hint=hint)
-        return FetchError(f'registry "{reg}" rejected the dockerAuth credentials of user'
-                          f' "{self.creds[0]}"', hint=hint)
+        return auth_error(self.ref, self.creds, denied)
 
     def _basic(self) -> str:
         assert self.creds is not None
-        user, password = self.creds
-        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return basic_authorization(self.creds)
 
     async def ping(self) -> None:
         """``GET /v2/`` over https, else (allow_http) http; learn the auth challenge."""
@@ -262,13 +154,7 @@ class _Session:
                                  f' authentication "{challenge or "(none)"}"')
 
     async def _token(self, params: dict[str, str]) -> str:
-        realm = params.get("realm")
-        if not realm:
-            raise FetchError(f'registry "{self.ref.registry}": bearer challenge without realm')
-        query = [("service", params["service"])] if params.get("service") else []
-        scope = params.get("scope") or f"repository:{self.ref.repository}:pull"
-        query += [("scope", s) for s in scope.split()]
-        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        url = token_url(self.ref, params)
         origin = {"Authorization": self._basic()} if self.creds else None
         async with await self.http.send("GET", url, origin_headers=origin, auth_d=False) as r:
             if r.status in (401, 403):
@@ -276,7 +162,7 @@ class _Session:
             if not 200 <= r.status < 300:
                 err = r.status_error()
                 raise FetchError(f"getting a registry token from {host_of(url)}: {err}")
-            doc = _json_object(self.ref, await r.read(MAX_TOKEN), "token answer")
+            doc = json_object(self.ref, await r.read(MAX_TOKEN), "token answer")
         token = doc.get("token") or doc.get("access_token")
         if not isinstance(token, str) or not token:
             raise FetchError(f"the token service {host_of(url)} sent no token")
@@ -323,8 +209,8 @@ class _Session:
             if not 200 <= resp.status < 300:
                 raise await self._fail(resp, "manifest", reference)
             body = await resp.read(MAX_MANIFEST)
-            media_type = _media_type(resp.headers.get("Content-Type", ""),
-                                     _json_object(self.ref, body, "manifest"))
+            media_type = media_type_of(resp.headers.get("Content-Type", ""),
+                                       json_object(self.ref, body, "manifest"))
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise FetchError(f'docker image "{self.ref}": the registry sent manifest {digest}'
@@ -432,37 +318,20 @@ async def _pull(ref: DockerRef, dest: Path, opts: HttpOptions, os_: str, arch: s
         s = _Session(http, ref, opts)
         await s.ping()
         body, media_type, ref_digest = await s.manifest(ref.reference)
-        digest, doc = ref_digest, _json_object(ref, body, "manifest")
+        digest, doc = ref_digest, json_object(ref, body, "manifest")
         if media_type in LIST_TYPES:
             entry = select_manifest(doc.get("manifests"), os_, arch, variant)
             if entry is None:
                 want = "/".join(x for x in (os_, arch, variant) if x)
                 raise FetchError(f'docker image "{ref}" has no {want} image (it has:'
-                                 f" {_platforms(doc.get('manifests'))})")
-            entry_digest = _descriptor(ref, entry, "platform manifest")[0]
+                                 f" {platforms(doc.get('manifests'))})")
+            entry_digest = descriptor(ref, entry, "platform manifest")[0]
             body, media_type, digest = await s.manifest(entry_digest)
-            doc = _json_object(ref, body, "manifest")
-        if media_type not in IMAGE_TYPES:
-            raise FetchError(f'docker image "{ref}" has an unsupported manifest type'
-                             f' "{media_type}"',
-                             hint="only Docker schema 2 and OCI image manifests are supported")
-        config_digest, config_size, config_type = _descriptor(ref, doc.get("config"), "config")
-        if config_type and config_type not in CONFIG_TYPES:
-            raise FetchError(f'docker image "{ref}" is not a container image (config type'
-                             f' "{config_type}")')
-        if config_size > MAX_CONFIG:
-            raise FetchError(f'docker image "{ref}": config of {config_size} bytes is too big')
-        raw_layers = doc.get("layers")
-        if not isinstance(raw_layers, list):
-            raise FetchError(f'docker image "{ref}": the manifest has no "layers" list')
-        descs = [_descriptor(ref, d, "layer") for d in raw_layers]
-        for _d, _size, layer_type in descs:
-            if layer_type not in LAYER_TYPES:
-                raise FetchError(f'docker image "{ref}" has a layer of unsupported type'
-                                 f' "{layer_type}"')
+            doc = json_object(ref, body, "manifest")
+        (config_digest, config_size, _), descs = image_descriptors(ref, doc, media_type)
         dest.mkdir(parents=True, exist_ok=True)
         config_path, config_new = await s.blob(config_digest, config_size, dest)
-        config = _json_object(ref, config_path.read_bytes(), "image config")
+        config = json_object(ref, config_path.read_bytes(), "image config")
 
         todo = {d: n for d, n, _ in descs if not _present(blob_path(dest, d), n)}
         progress = None

@@ -16,14 +16,9 @@ import pytest
 from aiohttp import web
 
 from rktd_less.errors import FetchError
+from rktd_less.fetch.docker_manifest import DOCKER_MANIFEST, OCI_INDEX
 from rktd_less.fetch.http import HttpOptions
-from rktd_less.fetch.registry import (
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    blob_path,
-    parse_docker_ref,
-    pull,
-)
+from rktd_less.fetch.registry import blob_path, parse_docker_ref, pull
 from tests.helpers.https_server import CertFiles, make_certs
 from tests.helpers.registry import serve_app
 

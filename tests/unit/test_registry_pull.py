@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 
 from rktd_less.errors import FetchError
+from rktd_less.fetch.docker_manifest import DOCKER_LIST, DOCKER_MANIFEST, OCI_MANIFEST
 from rktd_less.fetch.http import HttpOptions
 from rktd_less.fetch.registry import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    OCI_MANIFEST,
     PulledImage,
     blob_path,
     manifest_digest,

@@ -10,11 +10,11 @@ import pytest
 from rktd_less.errors import UsageError
 from rktd_less.fetch.registry import (
     DockerRef,
-    parse_challenge,
     parse_docker_ref,
     sanitize_ac_identifier,
     select_manifest,
 )
+from rktd_less.fetch.registry_auth import parse_challenge
 
 D = "sha256:" + "ab" * 32
 
