@@ -110,28 +110,21 @@ def _env_plan(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _from_images(env_plan: dict[str, Any], plan_apps: list[ResolvedApp], store: Store
-                 ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
-    manifest = pod_manifest(PodPlan(apps=tuple(plan_apps), **env_plan))
-    trees = {}
-    for ra, r in zip(manifest["apps"], plan_apps, strict=True):
-        trees[ra["name"]] = (store.render(r.key), store.manifest_bytes(r.key))
-    return manifest, trees
+def _render_apps(manifest: dict[str, Any], store: Store) -> dict[str, tuple[str, bytes]]:
+    """app name → (its rendered tree, its image manifest)."""
+    return {ra["name"]: (store.render(ra["image"]["id"]),
+                         store.manifest_bytes(ra["image"]["id"]))
+            for ra in manifest["apps"]}
 
 
-def _from_manifest(raw: dict[str, Any], store: Store
-                   ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+def _from_manifest(raw: dict[str, Any], store: Store) -> dict[str, Any]:
     from ..pod import from_manifest
 
     manifest, _ims = from_manifest.complete(
         raw, store.resolve_id, lambda key: json.loads(store.manifest_bytes(key)))
     for name, source in from_manifest.host_sources(manifest):
         _host_volume_checked({"name": name, "kind": "host", "source": source})
-    trees = {}
-    for ra in manifest["apps"]:
-        key = ra["image"]["id"]
-        trees[ra["name"]] = (store.render(key), store.manifest_bytes(key))
-    return manifest, trees
+    return manifest
 
 
 def _check_ids(manifest: dict[str, Any], trees: dict[str, tuple[str, bytes]],
@@ -148,16 +141,16 @@ def _check_ids(manifest: dict[str, Any], trees: dict[str, tuple[str, bytes]],
 
 
 def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedApp],
-                store: Store, user_manifest: dict[str, Any] | None = None,
-                env_plan: dict[str, Any] | None = None) -> tuple[poddir.Embryo, Path]:
+                store: Store, user_manifest: dict[str, Any] | None,
+                env_plan: dict[str, Any]) -> tuple[poddir.Embryo, Path]:
     """Render everything first, then make the pod dir; on failure leave nothing behind."""
     stage1_key = ensure_default(store, ctx.paths.cas_tmp)
     stage1_tree = store.render(stage1_key)
     if user_manifest is not None:
-        manifest, trees = _from_manifest(user_manifest, store)
+        manifest = _from_manifest(user_manifest, store)
     else:
-        manifest, trees = _from_images(env_plan if env_plan is not None else _env_plan(values),
-                                       plan_apps, store)
+        manifest = pod_manifest(PodPlan(apps=tuple(plan_apps), **env_plan))
+    trees = _render_apps(manifest, store)
     _check_ids(manifest, trees, store)
     s1_manifest = store.manifest_bytes(stage1_key)
     entry = stage1_entrypoint(json.loads(s1_manifest), "run")
@@ -168,7 +161,7 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
     try:
         if name:
             names.claim(ctx.paths, name, embryo.uuid)
-            (embryo.path / names.NAME_FILE).write_text(name + "\n")
+            names.record(embryo.path, name)
         write_pod_dir(embryo.path, manifest, trees, stage1_tree, s1_manifest,
                       store.tree_rootfs)
     except BaseException:

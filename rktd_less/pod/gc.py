@@ -44,7 +44,7 @@ def _mounts_below(path: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def delete_pod(ref: PodRef, stage1_gc: Stage1Gc | None, err: Say) -> bool:
+def delete_pod(paths: Paths, ref: PodRef, stage1_gc: Stage1Gc | None, err: Say) -> bool:
     """Remove a garbage pod the caller holds exclusively."""
     if ref.phase == "exited-garbage" and stage1_gc is not None:
         try:
@@ -63,26 +63,14 @@ def delete_pod(ref: PodRef, stage1_gc: Stage1Gc | None, err: Say) -> bool:
     except OSError as e:
         err(f'unable to remove pod rootfs "{ref.uuid}": {e}')
         return False
-    name = _pod_name(ref.path)
+    name = names.read(ref.path)
     try:
         shutil.rmtree(ref.path)
     except OSError as e:
         err(f'unable to remove pod "{ref.uuid}": {e}')
         return False
-    names.release(paths_of(ref), ref.uuid, name)
+    names.release(paths, ref.uuid, name)
     return True
-
-
-def _pod_name(path: Path) -> str | None:
-    try:
-        return (path / names.NAME_FILE).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def paths_of(ref: PodRef) -> Paths:
-    """The data dir of a pod: <data>/pods/<phase>/<uuid>."""
-    return Paths(data=ref.path.parents[2])
 
 
 def _lock(ref: PodRef) -> int | None:
@@ -138,7 +126,7 @@ def gc(paths: Paths, policy: GcPolicy, out: Say, err: Say, stage1_gc: Stage1Gc |
             continue
         try:
             out(f'Garbage collecting pod "{ref.uuid}"')
-            delete_pod(ref, stage1_gc, err)
+            delete_pod(paths, ref, stage1_gc, err)
         finally:
             os.close(fd)
 
@@ -171,7 +159,7 @@ def remove(paths: Paths, ref: PodRef, stage1_gc: Stage1Gc | None, err: Say) -> b
         err(f'unable to acquire exclusive lock on pod "{ref.uuid}"')
         return False
     try:
-        return delete_pod(target, stage1_gc, err)
+        return delete_pod(paths, target, stage1_gc, err)
     finally:
         os.close(fd)
 

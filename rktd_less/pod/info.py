@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import names
 from .poddir import PodRef
 from .state import PodState
 
@@ -113,7 +114,7 @@ def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
     pid = pod_pid(ref.path) if st == PodState.RUNNING else None
     return PodInfo(uuid=ref.uuid, state=st, apps=tuple(apps),
                    created=_mtime(ref.path / "pod-created"), started=started, pid=pid,
-                   manifest=manifest, pod_name=(_read(ref.path / "pod-name") or "").strip() or None)
+                   manifest=manifest, pod_name=names.read(ref.path))
 
 
 def pod_exit_code(info: PodInfo) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
-from ..appc.types import is_ac_name
 from ..errors import UsageError
 from ..paths import Paths
 from .poddir import find
@@ -21,6 +21,8 @@ NAME_FILE = "pod-name"
 def check(name: str) -> str:
     """A pod name: an AC name (lower-case letters, digits, dashes) of at most 63 characters.
     Where a name could also be read as a UUID prefix, the name wins (as with docker)."""
+    from ..appc.types import is_ac_name  # (not on the read paths: list, status, stage1)
+
     if not is_ac_name(name) or len(name) > 63:
         raise UsageError(f'invalid pod name "{name}"',
                          hint="use lower-case letters, digits and dashes, at most 63 characters")
@@ -31,7 +33,7 @@ def lookup(paths: Paths, name: str) -> str | None:
     """The UUID of the pod named ``name``, if that pod still exists."""
     try:
         uuid = os.readlink(paths.pod_names / name)
-    except (FileNotFoundError, NotADirectoryError, OSError):
+    except OSError:
         return None
     return uuid if find(paths, uuid) is not None else None
 
@@ -63,6 +65,18 @@ def claim(paths: Paths, name: str, uuid: str) -> None:
                 return
             tmp.unlink()
     raise UsageError(f'pod name "{name}" is being claimed by another pod')
+
+
+def record(poddir: Path, name: str) -> None:
+    """The pod dir's own copy of its name (what `rkt list` shows)."""
+    (poddir / NAME_FILE).write_text(name + "\n")
+
+
+def read(poddir: Path) -> str | None:
+    try:
+        return (poddir / NAME_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def release(paths: Paths, uuid: str, name: str | None) -> None:
