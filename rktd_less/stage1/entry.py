@@ -137,6 +137,7 @@ def run(args: list[str]) -> int:
         (root / d).mkdir(parents=True, exist_ok=True)
 
     app_units: list[units.AppUnit] = []
+    stdin_fifo: Path | None = None  # with stdin_stream: the (one) app's stdin FIFO
     volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
     for ra in pod.get("apps", []):
         name = ra["name"]
@@ -158,7 +159,7 @@ def run(args: list[str]) -> int:
         manifest_bytes = (info / "manifest").read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
         unit, env = _app_unit(ra, approot, json.loads(manifest_bytes), interactive)
-        if stdin_stream:
+        if stdin_stream:  # --interactive takes exactly one app
             unit = dataclasses.replace(unit, stdin_fifo=True)
             stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
             if not stdin_fifo.exists():
@@ -179,10 +180,10 @@ def run(args: list[str]) -> int:
     _write(root / "etc" / "hostname", hostname + "\n")
     _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
 
-    if stdin_stream and app_units:
+    if stdin_fifo is not None:
         from ..host.relay import start_stdin_relay
 
-        start_stdin_relay(root / "rkt" / "iomux" / f"{app_units[0].name}.stdin", (lock_fd,))
+        start_stdin_relay(stdin_fifo, (lock_fd,))
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # the relay alone reads the caller's input
         os.close(null)
