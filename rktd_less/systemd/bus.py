@@ -137,13 +137,14 @@ class Systemd:
         # Single Gets: GetAll returns some 250 properties, and unmarshalling them in pure Python
         # cost more than the round trips.
         unit_iface, svc_iface = "org.freedesktop.systemd1.Unit", "org.freedesktop.systemd1.Service"
-        active = await self._get(path, unit_iface, "ActiveState")
-        sub = await self._get(path, unit_iface, "SubState")
-        values = [await self._get(path, svc_iface, n)
-                  for n in ("Result", "ExecMainCode", "ExecMainStatus", "MainPID")]
-        return UnitStatus(active_state=active, sub_state=sub, result=values[0],
-                          exec_main_code=values[1], exec_main_status=values[2],
-                          main_pid=values[3])
+        # Each group is sent at once (replies come in order on the one connection).
+        active, sub = await asyncio.gather(self._get(path, unit_iface, "ActiveState"),
+                                           self._get(path, unit_iface, "SubState"))
+        result, code, status, pid = await asyncio.gather(
+            *(self._get(path, svc_iface, n)
+              for n in ("Result", "ExecMainCode", "ExecMainStatus", "MainPID")))
+        return UnitStatus(active_state=active, sub_state=sub, result=result,
+                          exec_main_code=code, exec_main_status=status, main_pid=pid)
 
     async def wait_inactive(self, unit: str) -> UnitStatus | None:
         """Wait until the unit is inactive or failed (it must be kept loaded, e.g. AddRef)."""
