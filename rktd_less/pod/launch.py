@@ -136,16 +136,25 @@ def _stop_on_signals(sd: Systemd, unit: str) -> list[asyncio.Task[str]]:
     return stopping
 
 
+async def _start_pod_unit(sd: Systemd, launch: Launch, fds: Sequence[int], *,
+                          foreground: bool) -> asyncio.Future[str]:
+    """Start ``rkt-<uuid>.service``. Foreground: our stdio, kept loaded (AddRef) so its exit
+    status can be read, Type=exec. Detached: its own stdio (the journal), Type=notify."""
+    from ..systemd.bus import Prop
+
+    props = [Prop(n, s, v) for n, s, v in
+             unit_properties(launch, description=f"rkt pod {launch.uuid}", add_ref=foreground,
+                             pass_stdio=foreground, notify=not foreground)]
+    return await sd.start_transient(unit_name(launch.uuid), props, fds)
+
+
 async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
-    from ..systemd.bus import Prop, Systemd
+    from ..systemd.bus import Systemd
 
     unit = unit_name(launch.uuid)
     sd = await Systemd.connect()
     try:
-        props = [Prop(n, s, v) for n, s, v in
-                 unit_properties(launch, description=f"rkt pod {launch.uuid}", add_ref=True,
-                                 pass_stdio=True, notify=False)]
-        job = await sd.start_transient(unit, props, fds)
+        job = await _start_pod_unit(sd, launch, fds, foreground=True)
         loop = asyncio.get_running_loop()
         _stop_on_signals(sd, unit)
         if launch.interactive and os.isatty(0):
@@ -168,15 +177,12 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
 
 
 async def _start_detached(launch: Launch, lock_fd: int) -> str:
-    from ..systemd.bus import Prop, Systemd
+    from ..systemd.bus import Systemd
 
     unit = unit_name(launch.uuid)
     sd = await Systemd.connect()
     try:
-        props = [Prop(n, s, v) for n, s, v in
-                 unit_properties(launch, description=f"rkt pod {launch.uuid}", add_ref=False,
-                                 pass_stdio=False, notify=True)]
-        job = await sd.start_transient(unit, props, ())
+        job = await _start_pod_unit(sd, launch, (), foreground=False)
         # interrupted while waiting: do not leave a half-started pod behind
         stopping = _stop_on_signals(sd, unit)
         result = await job
