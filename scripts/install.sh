@@ -14,10 +14,12 @@ apt-get update -qq
 # systemd-container: systemd-nspawn, machinectl, machined; dbus: the system bus in the test bed;
 # busybox-static: the test payload; libsystemd-dev pkg-config gcc python3-dev: python-systemd
 # builds from source; python3-venv: the virtual environment; util-linux: unshare/nsenter;
-# docker-registry skopeo apache2-utils (htpasswd): the docker:// fetch tests' loopback registry.
+# docker-registry skopeo apache2-utils (htpasswd): the docker:// fetch tests' loopback registry;
+# gpg gpg-agent: signature checks (python-gnupg runs gpg) and the tests' signing keys;
+# ca-certificates: HTTPS fetches; openssl zstd: the tests' certificates and zstd layers.
 apt-get install -y -qq systemd systemd-container dbus busybox-static libsystemd-dev pkg-config \
     gcc python3-dev python3-venv util-linux tar gzip bzip2 xz-utils \
-    docker-registry skopeo apache2-utils >/dev/null
+    docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd >/dev/null
 
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv
