@@ -41,7 +41,7 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -130,6 +130,28 @@ def mask_layer_files(name: str, machine_id: str) -> dict[str, str]:
         raise ValueError(f"bad machine id {machine_id!r}")
     hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
     return {"etc/hostname": f"{name}\n", "etc/hosts": hosts, "etc/machine-id": f"{machine_id}\n"}
+
+
+def untraversable_ancestors(
+    paths: Iterable[str], stat_of: Callable[[str], os.stat_result]
+) -> dict[str, tuple[int, int, int]]:
+    """Directories for the mask layer so that the tests' non-root users can reach the bound
+    paths (the repo's .venv) inside the bed, e.g. for a clone under /root (0700): each
+    ancestor others cannot search gets its mode plus search (x) for group and others; the
+    ancestors above it are repeated as they are (a mask-layer directory hides the machine's
+    mode and owner). rel path -> (mode, uid, gid), outermost first. Only the bed's view
+    changes."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for path in paths:
+        parents = list(reversed(Path(path).parents[:-1]))  # outermost first, "/" excluded
+        stats = [stat_of(str(p)) for p in parents]
+        closed = [i for i, st in enumerate(stats) if st.st_mode & 0o011 != 0o011]
+        if not closed:
+            continue
+        for parent, st in zip(parents[: closed[-1] + 1], stats, strict=False):
+            out.setdefault(parent.relative_to("/").as_posix(),
+                           ((st.st_mode | 0o011) & 0o7777, st.st_uid, st.st_gid))
+    return out
 
 
 def nspawn_argv(nspawn: str, name: str, root: Path, binds: Sequence[str]) -> list[str]:
@@ -274,6 +296,7 @@ class State:
 class LaunchSpec:
     cgroups: list[str]
     files: dict[str, str]
+    dirs: dict[str, tuple[int, int, int]]
     masks: list[str]
     argv: list[str]
     env: dict[str, str]
@@ -599,6 +622,7 @@ def launch(
     spec = LaunchSpec(
         cgroups=[str(c) for c in layout.cgroups],
         files=mask_layer_files(layout.name, uuid.uuid4().hex),
+        dirs=untraversable_ancestors(binds, os.stat),
         masks=units_to_mask(enabled_units()),
         argv=nspawn_argv(nspawn, layout.name, LAYERS / "root", binds),
         env=clean_env(SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="1"),
@@ -822,6 +846,10 @@ def launcher_main(spec_file: str) -> NoReturn:
     mask, upper, work, root = (LAYERS / d for d in ("mask", "upper", "work", "root"))
     for d in (mask, upper, work, root):
         d.mkdir()
+    for rel, (mode, uid, gid) in spec.dirs.items():  # outermost first
+        (mask / rel).mkdir()
+        os.chown(mask / rel, uid, gid)
+        os.chmod(mask / rel, mode)
     for rel, content in spec.files.items():
         (mask / rel).parent.mkdir(parents=True, exist_ok=True)
         (mask / rel).write_text(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -91,3 +92,20 @@ def test_cli_splits_the_command_at_double_dash() -> None:
     assert (args.verb, args.name, args.setenv, cmd) == ("run", "n", ["A=1"], ["ls", "--name"])
     with pytest.raises(SystemExit):
         tb.parse_args(["run"])
+
+
+def test_untraversable_ancestors_get_search_bits_in_the_bed() -> None:
+    def stat_of(p: str) -> os.stat_result:
+        mode, uid = {"/home": (0o40755, 0), "/home/u": (0o40700, 1000),
+                     "/home/u/src": (0o40750, 1000), "/srv": (0o40775, 7),
+                     "/srv/a": (0o42711, 0)}.get(p, (0o40755, 0))
+        return os.stat_result((mode, 0, 0, 0, uid, uid, 0, 0, 0, 0))
+
+    got = tb.untraversable_ancestors(
+        ["/home/u/src/repo", "/srv/a/b", "/home/u/src/repo/.tb", "/opt/x"], stat_of)
+    # /home/u and /home/u/src widened, the rest of their mode and owner kept; /home above them
+    # repeated unchanged; /srv, /srv/a (setgid kept), /opt and the bound paths left alone;
+    # outermost first, the order they are made in
+    assert got == {"home": (0o755, 0, 0), "home/u": (0o711, 1000, 1000),
+                   "home/u/src": (0o751, 1000, 1000)}
+    assert list(got) == ["home", "home/u", "home/u/src"]
