@@ -7,9 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider tests/host "$@")
+# the pods' data dirs of this run, gone afterwards (the tests remove their own; this the rest)
+RKT_TEST_SCRATCH=$(mktemp -d /var/tmp/rktd-less-host-XXXXXX)
+export RKT_TEST_SCRATCH
+trap 'rm -rf --one-file-system "$RKT_TEST_SCRATCH"' EXIT
 if [ -d /run/systemd/system ]; then
-    exec unshare --mount --propagation private -- sh -c '
+    unshare --mount --propagation private -- sh -c '
         mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
         exec "$@"' host-tier "${pytest[@]}"
+else
+    "${pytest[@]}"
 fi
-exec "${pytest[@]}"
