@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Any
 
 from .context import Context
 from .flags import Flag, Kind
 from .run import FLAGS as RUN_FLAGS
-from .run import prepare_from_args, save_uuid
+from .run import discard_embryo, prepare_from_args, save_uuid
 
 RAW_ARGS = True
 SHORT = "Prepare to run image(s) in a pod in rkt"
@@ -33,7 +32,7 @@ def main_raw(args: list[str], spec: dict[str, Flag],
     try:
         embryo.move("prepared")
     except BaseException:
-        shutil.rmtree(embryo.path, ignore_errors=True)
+        discard_embryo(ctx, embryo, values)
         raise
     finally:
         embryo.close()

@@ -165,12 +165,17 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
         write_pod_dir(embryo.path, manifest, trees, stage1_tree, s1_manifest,
                       store.tree_rootfs)
     except BaseException:
-        shutil.rmtree(embryo.path, ignore_errors=True)
-        names.release(ctx.paths, embryo.uuid, name)
-        embryo.close()
+        discard_embryo(ctx, embryo, values)
         raise
     entrypoint = ctx.paths.tree(stage1_tree) / "rootfs" / entry.lstrip("/")
     return embryo, entrypoint
+
+
+def discard_embryo(ctx: Context, embryo: poddir.Embryo, values: dict[str, Any]) -> None:
+    """A pod that failed before it could run: its dir, its name claim and its lock go."""
+    shutil.rmtree(embryo.path, ignore_errors=True)
+    names.release(ctx.paths, embryo.uuid, values.get("pod-name") or None)
+    embryo.close()
 
 
 def prepare_from_args(args: list[str], spec: dict[str, Flag],
@@ -273,9 +278,7 @@ def main_raw(args: list[str], spec: dict[str, Flag],
         path = embryo.move("run")
         poddir.share_lock_for_run(embryo.fd, path)
     except BaseException:
-        shutil.rmtree(embryo.path, ignore_errors=True)
-        names.release(ctx.paths, embryo.uuid, values.get("pod-name") or None)
-        embryo.close()
+        discard_embryo(ctx, embryo, values)
         raise
     save_uuid(values, embryo.uuid)
     return launch_pod(ctx, embryo.uuid, path, embryo.fd, entrypoint, values)

@@ -18,11 +18,11 @@ from .proc import log
 _RESET_TO_DEFAULT = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def spawn_in_cgroups(argv: Sequence[str], env: Mapping[str, str], cgroups: Sequence[Path],
-                     mask: Collection[signal.Signals]) -> int:
+def spawn_in_cgroups(argv: Sequence[str], env: Mapping[str, str],
+                     cgroups: Sequence[Path]) -> int:
     """Fork, move the child into ``cgroups`` *before* it execs ``argv`` (so nothing it
-    starts is ever outside them) and return its pid. ``mask`` must be blocked in the caller
-    (see :func:`blocked`); the child unblocks everything."""
+    starts is ever outside them) and return its pid. The signals the caller blocked (see
+    :func:`block`) are unblocked in the child."""
     log.debug("exec in cgroups %s: %s", [str(c) for c in cgroups], shlex.join(argv))
     pid = os.fork()
     if pid:

@@ -147,7 +147,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], uuid: str, poddir: Path,
     supervise.block((*FORWARDED, signal.SIGCHLD))
     cgroups_standalone.make(dirs)
     try:
-        pid = supervise.spawn_in_cgroups(argv, env, dirs, FORWARDED)
+        pid = supervise.spawn_in_cgroups(argv, env, dirs)
         started(pid)
         code = supervise.wait_forwarding(pid, FORWARDED, should_forward,
                                          lambda: is_ready(poddir))
