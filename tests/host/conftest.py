@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import rktenv
+
 HERE = Path(__file__).resolve().parent
 NEED_ROOT = "host tests need root: sudo .venv/bin/python -m pytest tests/host"
 NO_SYSTEMD_ONLY = (
@@ -45,3 +47,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         pytest.exit(NEED_ROOT, returncode=pytest.ExitCode.USAGE_ERROR)
     if Path("/run/systemd/system").is_dir():
         pytest.exit(NO_SYSTEMD_ONLY, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+env = rktenv.env  # one rkt data dir per test module

@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.aci import build_aci
 from tests.host.leftovers import Snapshot, differences, reap_pod
-from tests.integration.rktenv import Rkt, destroy, new_env, wait_file, wait_for
+from tests.integration.rktenv import Rkt, wait_file, wait_for
 
 INSECURE = "--insecure-options=image"
 NOTICE = "machinectl/journalctl"
 APP = "busybox"
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Rkt]:
-    e = new_env("host")
-    try:
-        yield e
-    finally:
-        destroy(e)
 
 
 @pytest.fixture(scope="module")

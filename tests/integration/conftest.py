@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import rktenv
+
 HERE = Path(__file__).resolve().parent
 NEED_SYSTEMD = (
     "integration tests need a real systemd: run them with python3 tests/testbed.py run -- ..."
@@ -54,3 +56,6 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import tempfile
 
     return Path(tempfile.mkdtemp(prefix="t-", dir=base))
+
+
+env = rktenv.env  # one rkt data dir per test module

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 RKT = str(Path(sys.executable).parent / "rkt")
 
@@ -68,6 +70,18 @@ def new_env(tag: str) -> Rkt:
 def destroy(env: Rkt) -> None:
     env("gc", "--grace-period=0s", check=False)
     shutil.rmtree(env.data.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def env(request: pytest.FixtureRequest) -> Iterator[Rkt]:
+    """One rkt data dir per test module (named after it), its pods collected afterwards.
+    The conftests of tests/integration and tests/host offer it; a module that wants a fresh
+    one per test, or a different environment, defines its own `env`."""
+    e = new_env(request.module.__name__.rpartition(".")[2].removeprefix("test_"))
+    try:
+        yield e
+    finally:
+        destroy(e)
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 30, step: float = 0.1) -> bool:

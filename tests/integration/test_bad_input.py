@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,10 @@ from tests.helpers.aci import (
     raw_symlink,
     truncate,
 )
-from tests.integration.rktenv import RKT, Rkt, destroy, new_env
+from tests.integration.rktenv import RKT, Rkt
 
 pytestmark = pytest.mark.integration
 INSECURE = "--insecure-options=image"
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Rkt]:
-    e = new_env("bad")
-    yield e
-    destroy(e)
 
 
 def _store_files(env: Rkt) -> list[str]:

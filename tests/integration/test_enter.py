@@ -9,18 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.aci import build_aci
-from tests.integration.rktenv import Rkt, destroy, new_env, wait_file
+from tests.integration.rktenv import Rkt, wait_file
 
 pytestmark = pytest.mark.integration
 INSECURE = "--insecure-options=image"
 SLEEP = ("--exec", "/bin/sh", "--", "-c", "exec sleep 600")
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Rkt]:
-    e = new_env("enter")
-    yield e
-    destroy(e)
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,15 @@ The handlers run in the app's rootfs, as root even for a non-root app (rkt funct
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.aci import build_aci
-from tests.integration.rktenv import Rkt, destroy, new_env
+from tests.integration.rktenv import Rkt
 
 pytestmark = pytest.mark.integration
 INSECURE = "--insecure-options=image"
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Rkt]:
-    e = new_env("handlers")
-    yield e
-    destroy(e)
 
 
 def _data_dir(env: Rkt, name: str) -> Path:

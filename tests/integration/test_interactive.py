@@ -14,22 +14,14 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.aci import build_aci
-from tests.integration.rktenv import Rkt, destroy, new_env
+from tests.integration.rktenv import Rkt
 
 INSECURE = "--insecure-options=image"
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Rkt]:
-    e = new_env("tty")
-    yield e
-    destroy(e)
 
 
 @pytest.fixture(scope="module")

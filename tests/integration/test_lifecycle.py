@@ -7,23 +7,15 @@ import json
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.aci import build_aci
-from tests.integration.rktenv import Rkt, destroy, new_env, sh, wait_for
+from tests.integration.rktenv import Rkt, sh, wait_for
 
 INSECURE = "--insecure-options=image"
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Rkt]:
-    e = new_env("life")
-    yield e
-    destroy(e)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ from tests.integration.rktenv import Rkt, destroy, new_env, sh, wait_file, wait_
 
 pytestmark = pytest.mark.integration
 INSECURE = "--insecure-options=image"
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Rkt]:
-    e = new_env("pods")
-    yield e
-    destroy(e)
 
 
 @pytest.fixture(scope="module")
