@@ -64,6 +64,16 @@ def app_exit_code(poddir: Path, app: str) -> int | None:
     return int(text.strip())
 
 
+def app_statuses(poddir: Path) -> dict[str, int | None]:
+    """Each app of the pod → its recorded exit status (None while it has none)."""
+    try:
+        manifest = json.loads(_read(poddir / "pod") or "{}")
+    except ValueError:
+        return {}
+    names_ = [str(ra.get("name", "")) for ra in manifest.get("apps", [])]
+    return {n: app_exit_code(poddir, n) for n in names_}
+
+
 def is_ready(poddir: Path) -> bool:
     """rkt: the pod's supervisor is up once ``rkt/supervisor-status`` points to ``ready``."""
     d = status_dir(poddir)

@@ -21,13 +21,15 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import SystemdError
+from ..errors import PodError, SystemdError
 from ..ids import unit_name
 
 if TYPE_CHECKING:
-    from ..systemd.bus import Systemd
+    from ..systemd.bus import Systemd, UnitStatus
+
+T = TypeVar("T")
 
 log = logging.getLogger("rktd_less.launch")
 
@@ -122,24 +124,65 @@ def _exit_status(code: int, status: int) -> int:
     return status if code == 1 else 128 + status
 
 
-def _stop_on_signals(sd: Systemd, unit: str) -> list[asyncio.Task[str]]:
-    """SIGINT/SIGTERM/SIGHUP stop the pod's unit (once); the returned list holds that stop."""
-    loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[str]] = []
+class _Stopper:
+    """SIGINT/SIGTERM/SIGHUP end a waiting ``rkt run``, stopping its pod: the first stops the
+    pod's unit (the pod shuts down cleanly), the second kills it (SIGKILL), the third stops
+    waiting for it. A signal that comes before the unit exists takes effect once it does."""
 
-    def on_signal() -> None:
-        if not stopping:
-            stopping.append(loop.create_task(sd.stop_unit(unit)))
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(s, on_signal)
-    return stopping
+    def __init__(self, sd: Systemd, unit: str) -> None:
+        self.sd, self.unit = sd, unit
+        self.count = 0
+        self.started = False
+        loop = asyncio.get_running_loop()
+        self.given_up: asyncio.Future[None] = loop.create_future()
+        self._tasks: set[asyncio.Task[None]] = set()
+        for s in self.SIGNALS:
+            loop.add_signal_handler(s, self._on_signal)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for s in self.SIGNALS:
+            loop.remove_signal_handler(s)
+
+    def unit_started(self) -> None:
+        self.started = True
+        if self.count:
+            self._act(1)
+
+    def _on_signal(self) -> None:
+        self.count += 1
+        if self.count >= 3:
+            if not self.given_up.done():
+                self.given_up.set_result(None)
+        elif self.started:
+            self._act(self.count)
+
+    def _act(self, n: int) -> None:
+        aw = (self.sd.stop_unit(self.unit) if n == 1
+              else self.sd.kill_unit(self.unit, "all", signal.SIGKILL))
+        task = asyncio.get_running_loop().create_task(_quiet(aw))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def until_given_up(self, aw: Awaitable[T]) -> T:
+        """``aw``'s result, unless a third signal came first (then PodError)."""
+        task = asyncio.ensure_future(aw)
+        waits: set[asyncio.Future[Any]] = {task, self.given_up}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        raise PodError(f"stopped waiting for {self.unit}, which is still stopping",
+                       hint=f"see `systemctl status {self.unit}`")
 
 
 async def _start_pod_unit(sd: Systemd, launch: Launch, fds: Sequence[int], *,
-                          foreground: bool) -> asyncio.Future[str]:
-    """Start ``rkt-<uuid>.service``. Foreground: our stdio, kept loaded (AddRef) so its exit
-    status can be read, Type=exec. Detached: its own stdio (the journal), Type=notify."""
+                          foreground: bool) -> str:
+    """Start ``rkt-<uuid>.service``; returns the start job. Foreground: our stdio, kept loaded
+    (AddRef) so its exit status can be read, Type=exec. Detached: its own stdio (the
+    journal), Type=notify."""
     from ..systemd.bus import Prop
 
     props = [Prop(n, s, v) for n, s, v in
@@ -148,31 +191,51 @@ async def _start_pod_unit(sd: Systemd, launch: Launch, fds: Sequence[int], *,
     return await sd.start_transient(unit_name(launch.uuid), props, fds)
 
 
+def pod_status(poddir: Path, unit_status: UnitStatus | None, unit: str) -> int:
+    """The exit status of a foreground pod. Its unit's main process (nspawn) ends with the
+    status the pod's reapers chose; a pod that was shut down from outside (``rkt stop``,
+    ``machinectl poweroff``, a signal to ``rkt run``) ends 0 even though its apps were killed,
+    so then the apps' recorded statuses decide (rkt: the first failing app's). A unit that is
+    gone (its reference lost) leaves only those records."""
+    from .info import app_statuses
+
+    apps = app_statuses(poddir)
+    first_failure = next((c for c in apps.values() if c), 0) if apps else 0
+    if unit_status is None:
+        if not apps or None in apps.values():
+            raise SystemdError(f"unit {unit} disappeared before the pod's apps ended",
+                               hint=f"see `journalctl -u {unit}`")
+        return first_failure or 0
+    code = _exit_status(unit_status.exec_main_code, unit_status.exec_main_status)
+    return code or first_failure or 0
+
+
 async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
     from ..systemd.bus import Systemd
 
     unit = unit_name(launch.uuid)
     sd = await Systemd.connect()
+    stopper = _Stopper(sd, unit)
     try:
         job = await _start_pod_unit(sd, launch, fds, foreground=True)
+        stopper.unit_started()
         loop = asyncio.get_running_loop()
-        _stop_on_signals(sd, unit)
         if launch.interactive and os.isatty(0):
             # nspawn has no controlling terminal in the unit: pass window size changes on
             loop.add_signal_handler(signal.SIGWINCH, lambda: loop.create_task(
                 _quiet(sd.kill_unit(unit, "main", signal.SIGWINCH))))
-        result = await job
-        if result not in ("done", "failed"):
+        result = await stopper.until_given_up(sd.wait_job(job))
+        # "unknown": the job vanished unseen (systemd re-executed); the unit's state tells.
+        # "canceled" after a signal: our own stop replaced the start.
+        if result not in ("done", "failed", "unknown") and not stopper.count:
             raise SystemdError(f"starting {unit} ended with result '{result}'",
                                hint=f"see `journalctl -u {unit}`")
-        st = await sd.wait_inactive(unit)
+        st = await stopper.until_given_up(sd.wait_inactive(unit))
         os.close(lock_fd)  # held until the end: stage1 takes its own shared lock meanwhile
-        if st is None:
-            raise SystemdError(f"unit {unit} disappeared",
-                               hint=f"see `journalctl -u {unit}`")
         log.debug("unit %s ended: %s", unit, st)
-        return _exit_status(st.exec_main_code, st.exec_main_status)
+        return pod_status(launch.poddir, st, unit)
     finally:
+        stopper.remove()
         sd.close()
 
 
@@ -181,17 +244,22 @@ async def _start_detached(launch: Launch, lock_fd: int) -> str:
 
     unit = unit_name(launch.uuid)
     sd = await Systemd.connect()
+    stopper = _Stopper(sd, unit)
     try:
         job = await _start_pod_unit(sd, launch, (), foreground=False)
         # interrupted while waiting: do not leave a half-started pod behind
-        stopping = _stop_on_signals(sd, unit)
-        result = await job
-        if stopping:
-            await stopping[0]
+        stopper.unit_started()
+        result = await stopper.until_given_up(sd.wait_job(job))
+        if stopper.count:
+            await stopper.until_given_up(sd.wait_inactive(unit))
             return "canceled"
+        if result == "unknown":  # the job vanished unseen (systemd re-executed)
+            st = await sd.status(unit)
+            result = "done" if st is not None and st.active_state == "active" else "failed"
         return result
     finally:
         os.close(lock_fd)  # stage1 holds its own shared lock from its first moment
+        stopper.remove()
         sd.close()
 
 
@@ -202,9 +270,11 @@ def run_detached(launch: Launch, lock_fd: int) -> str:
     return asyncio.run(_start_detached(launch, lock_fd))
 
 
-async def _quiet(aw: Awaitable[None]) -> None:
-    with contextlib.suppress(Exception):
+async def _quiet(aw: Awaitable[object]) -> None:
+    try:
         await aw
+    except Exception as e:  # a failed stop/kill is retried by the next signal
+        log.debug("%s", e)
 
 
 def run_in_unit(launch: Launch, lock_fd: int) -> int:

@@ -166,7 +166,9 @@ def reaper_service(app: AppUnit) -> str:
         "Type=oneshot",
         "RemainAfterExit=yes",
         "ExecStart=/bin/true",
-        f"ExecStop=/reaper.sh {quote_arg(app.name)}",
+        # the app's rootfs and program, as rkt's: to say why a program could not be run (203)
+        "ExecStop=/reaper.sh "
+        + exec_line([app.name, f"/opt/stage2/{app.name}/rootfs", app.argv[0]]),
     ]) + "\n"
 
 

@@ -1,27 +1,58 @@
 #!/bin/sh
 # ExecStop of reaper-<app>.service: runs after <app>.service stopped.
+#   reaper.sh APP ROOTFS PROGRAM
 # Records the app's exit status in /rkt/status/<app>, then ends the pod: at once with the
 # app's status if it failed, or once every app has a status. The first reaper to claim
 # /rkt/exit-claimed decides the pod's exit code; later ones (apps stopped because the pod is
 # going down) only record their status.
 app="$1"
-st=0 main_pid=0 result=success
+show='' st=0 code=0 main_pid=0 result=success
 # one query (each systemctl call costs a process start on the pod's way down)
-while IFS='=' read -r key value; do
-    case "$key" in
-        ExecMainStatus) st=${value:-0} ;;
-        ExecMainPID) main_pid=$value ;;
-        Result) result=$value ;;
-    esac
-done <<EOF_SHOW
-$(/usr/bin/systemctl show --property=ExecMainStatus,ExecMainPID,Result "$app.service")
+if show=$(/usr/bin/systemctl show --property=ExecMainStatus,ExecMainCode,ExecMainPID,Result \
+              "$app.service" 2>/dev/null); then
+    while IFS='=' read -r key value; do
+        case "$key" in
+            ExecMainStatus) st=${value:-0} ;;
+            ExecMainCode) code=${value:-0} ;;
+            ExecMainPID) main_pid=$value ;;
+            Result) result=$value ;;
+        esac
+    done <<EOF_SHOW
+$show
 EOF_SHOW
-# A service that failed before its main process ran (a failing pre-start event handler) has
-# no main status: the app failed all the same.
-if [ "$st" = 0 ] && [ "$main_pid" = 0 ] && [ "$result" != success ]; then
-    st=1
+    # killed (2) or dumped (3) by signal N: 128+N, as a shell reports it
+    case "$code" in 2|3) st=$((128 + st)) ;; esac
+    # A service that failed before its main process ran (a failing pre-start event handler)
+    # has no main status: the app failed all the same.
+    if [ "$st" = 0 ] && [ "$main_pid" = 0 ] && [ "$result" != success ]; then
+        st=1
+    fi
+else
+    # The pod's systemd takes no bus connections once it is shutting down: the pod was
+    # stopped from outside (rkt stop, machinectl poweroff/terminate, a signal to rkt run)
+    # while this app ran, and the stop terminated it (SIGTERM): say so, as for a killed app.
+    st=143
 fi
 printf '%s' "$st" > "/rkt/status/$app.tmp" && mv -f "/rkt/status/$app.tmp" "/rkt/status/$app"
+[ -z "$show" ] && exit 0  # shutting down: the pod's exit status is not ours to pick
+
+if [ "$st" = 203 ]; then  # systemd's EXIT_EXEC: the program could not be executed (as rkt's)
+    root="$2" prog="$3" n=0
+    while [ -L "$root$prog" ] && [ "$n" -lt 40 ]; do  # links inside the image, not the stage1
+        target=$(readlink "$root$prog")
+        case "$target" in /*) prog=$target ;; *) prog="${prog%/*}/$target" ;; esac
+        n=$((n + 1))
+    done
+    if [ -d "$root$prog" ] || { [ -e "$root$prog" ] && [ ! -x "$root$prog" ]; }; then
+        msg="Error: Unable to execute \"$3\": Permission denied"
+    elif [ -e "$root$prog" ]; then
+        msg="Error: Unable to execute \"$3\": its interpreter or a shared library may be missing from the image"
+    else
+        msg="Error: Unable to open \"$3\": No such file or directory"
+    fi
+    echo "$msg" > /dev/console
+    echo "$msg"
+fi
 
 claim() {
     (set -C; : > /rkt/exit-claimed) 2>/dev/null || exit 0

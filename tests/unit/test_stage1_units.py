@@ -139,3 +139,9 @@ def test_transient_unit_properties() -> None:
                                                     pass_stdio=False, notify=True)}
     assert detached["Type"] == "notify" and "AddRef" not in detached
     assert "StandardInputFileDescriptor" not in detached
+
+
+def test_reaper_knows_the_app_rootfs_and_program() -> None:
+    # as rkt's: to say why a program could not be executed (systemd's 203)
+    lines = units.reaper_service(APP).splitlines()
+    assert 'ExecStop=/reaper.sh "web" "/opt/stage2/web/rootfs" "/bin/sh"' in lines
