@@ -173,6 +173,22 @@ def nsenter_argv(leader: int, argv: Sequence[str]) -> list[str]:
     return ["nsenter", f"--target={leader}", "--all", "--", *argv]
 
 
+# Waits for CMD's unit even when `systemd-run --wait` loses systemd (a test that runs
+# `systemctl daemon-reexec` in the bed): CMD records its status in a file, and if systemd-run
+# returned before that, the unit is watched until it ends.
+_EXEC_WAIT = """unit=$1 rc=$2; shift 2
+"$@"; status=$?
+while [ ! -e "$rc" ]; do
+    case $(systemctl show --property=ActiveState --value "$unit" 2>/dev/null) in
+        inactive|failed) break ;;
+    esac
+    sleep 0.2
+done
+if [ -e "$rc" ]; then status=$(cat "$rc"); rm -f "$rc"; fi
+exit "$status"
+"""
+
+
 def exec_argv(
     leader: int, unit: str, cmd: Sequence[str], env: Mapping[str, str], cwd: str
 ) -> list[str]:
@@ -182,12 +198,15 @@ def exec_argv(
     resets the cwd to the container's root, so `--same-dir` would always mean `/`.
     `$` is doubled: systemd expands `${VAR}` and `$VAR` in ExecStart, CMD must get its args as is.
     CMD runs under `sh`, which turns a death by signal into 128+N: systemd counts SIGTERM, SIGINT,
-    SIGHUP and SIGPIPE as a clean exit, and systemd-run would return 0 for them.
+    SIGHUP and SIGPIPE as a clean exit, and systemd-run would return 0 for them. That `sh`
+    also writes the status to /run/<unit>.rc for the waiter (_EXEC_WAIT).
     """
+    rc = f"/run/{unit}.rc"
     run = ["systemd-run", f"--unit={unit}", "--pipe", "--wait", "--collect", "--quiet"]
     run += [f"--working-directory={cwd}", *(f"--setenv={k}={v}" for k, v in env.items())]
-    wrapped = ["/bin/sh", "-c", '"$@"; exit $?', "testbed", *cmd]
-    return nsenter_argv(leader, [*run, "--", *(arg.replace("$", "$$") for arg in wrapped)])
+    wrapped = ["/bin/sh", "-c", f'"$@"; rc=$?; echo $rc > {rc}; exit $rc', "testbed", *cmd]
+    return nsenter_argv(leader, ["/bin/sh", "-c", _EXEC_WAIT, "testbed-exec", unit, rc, *run,
+                                 "--", *(arg.replace("$", "$$") for arg in wrapped)])
 
 
 def parse_setenv(items: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:

@@ -66,8 +66,11 @@ def test_exec_argv_passes_args_literally_and_keeps_signal_deaths() -> None:
     assert argv[:4] == ["nsenter", "--target=42", "--all", "--"]
     assert "--pipe" in argv and "--wait" in argv and "--working-directory=/repo" in argv
     assert "--setenv=K=v" in argv and "--unit=u.service" in argv
+    assert argv[4:6] == ["/bin/sh", "-c"] and argv[7:10] == ["testbed-exec", "u.service",
+                                                             "/run/u.service.rc"]
     cmd = argv[argv.index("--", 4) + 1 :]
-    assert cmd == ["/bin/sh", "-c", '"$$@"; exit $$?', "testbed", "printf", "$${X}|$$Y|$$$$"]
+    assert cmd == ["/bin/sh", "-c", '"$$@"; rc=$$?; echo $$rc > /run/u.service.rc; exit $$rc',
+                   "testbed", "printf", "$${X}|$$Y|$$$$"]
 
 
 def test_parse_setenv() -> None:
