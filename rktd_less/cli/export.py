@@ -48,8 +48,9 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     if not lower.is_dir():
         raise PodError(f'the image tree of app "{app}" is gone (image gc?)')
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=ctx.paths.cas_tmp
-                                  if ctx.paths.cas_tmp.exists() else out.parent))
+    from ..store.tmp import private_dir
+
+    stage = Path(tempfile.mkdtemp(prefix="export-", dir=private_dir(ctx.paths)))
     tmp_out = out.with_name(f".{out.name}.tmp")
     try:
         shutil.copyfile(info / "manifest", stage / "manifest")

@@ -30,4 +30,8 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     gc.gc(ctx.paths, policy, ctx.out, ctx.err,
           lambda ref: stage1call.call(ctx.paths, ref, "gc", ["--local-config=" +
                                                              str(ctx.config.local)]))
+    if not policy.mark_only:
+        from .image import collect_temp
+
+        collect_temp(ctx)
     return 0

@@ -209,6 +209,7 @@ def _gc(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         for key, what in gc.sweep_orphans(store):
             ctx.err(f'removed orphaned {"blob" if what == "blob" else "index entry"} '
                     f'of image "{key}"')
+        collect_temp(ctx)
         running = [p for p in pods if p.running]
         protected = set().union(*(p.images for p in running))
         for tid in set().union(*(p.trees for p in running)):
@@ -329,6 +330,14 @@ SUBS: dict[str, Sub] = {
     "fetch": Sub("  rkt image fetch IMAGE...", {}, _fetch, hidden=True),  # alias of rkt fetch
 }
 USAGE = "Usage:\n" + "\n".join(s.usage for s in SUBS.values() if not s.hidden)
+
+
+def collect_temp(ctx: Context) -> None:
+    """What killed fetches and imports left in cas/tmp (rkt gc and rkt image gc)."""
+    from ..store import tmp
+
+    for path in tmp.collect(ctx.paths):
+        ctx.err(f'removed stale temporary file "{path}"')
 
 
 def _sub(word: str) -> str:

@@ -144,7 +144,7 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
                 store: Store, user_manifest: dict[str, Any] | None,
                 env_plan: dict[str, Any]) -> tuple[poddir.Embryo, Path]:
     """Render everything first, then make the pod dir; on failure leave nothing behind."""
-    stage1_key = ensure_default(store, ctx.paths.cas_tmp)
+    stage1_key = ensure_default(store)
     stage1_tree = store.render(stage1_key)
     if user_manifest is not None:
         manifest = _from_manifest(user_manifest, store)

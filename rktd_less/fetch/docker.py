@@ -52,8 +52,9 @@ def fetch_docker(store: Store, text: str, settings: FetchSettings, http: HttpOpt
     # update: one manifest request tells whether the tag still names the same image
     if cached is not None and registry.manifest_digest(ref, http) == cached.etag:
         return cached.key
-    store.paths.cas_tmp.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="docker-", dir=store.paths.cas_tmp))
+    from ..store.tmp import private_dir
+
+    work = Path(tempfile.mkdtemp(prefix="docker-", dir=private_dir(store.paths)))
     try:
         pulled = registry.pull(ref, work / "blobs", http, os="linux", arch=_docker_arch())
         manifest = aci_manifest(

@@ -88,10 +88,15 @@ class Fetcher:
             self._http = options_from(self.s.insecure, self.s.config)
         return self._http
 
-    def _tmp(self, url: str, suffix: str) -> Path:
-        self.store.paths.cas_tmp.mkdir(parents=True, exist_ok=True)
-        return self.store.paths.cas_tmp / (
-            "dl-" + hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
+    def _partial(self, url: str) -> Path:
+        """The resumable download of ``url``: a stable path in cas/tmp, so that a later fetch
+        continues it (use it inside ``hold_partial``)."""
+        from ..store.lock import ensure_dir
+
+        paths = self.store.paths
+        ensure_dir(paths.data, paths.cas_tmp)
+        return paths.cas_tmp / ("dl-" + hashlib.sha256(url.encode()).hexdigest()[:32]
+                                + ".aci.part")
 
     def verify(self, name: str, data: Path, sig: Path | None) -> None:
         """Check ``sig`` over ``data`` with the keys trusted for ``name`` (unless
@@ -160,33 +165,34 @@ class Fetcher:
             fresh = time.time() < remote.download_time + remote.cache_max_age
             if self.s.pull_policy == "new" or fresh:
                 return remote.key
-        part = self._tmp(url, ".aci.part")
+        from ..store.tmp import hold_partial
+
+        part = self._partial(url)
         etag = remote.etag if remote is not None and self.store.index.get(remote.key) else None
-        res = download(url, part, self.http, etag=etag, label="Downloading ACI")
-        if res.status == 304 and remote is not None:
-            self._remember(url, remote.sig_url, res.etag or remote.etag, remote.key, res.max_age)
-            return remote.key
         sig_url = signature or (url[: -len(".aci")] + ".aci.asc" if url.endswith(".aci")
                                 else url + ".asc")
-        key = self._verify_and_import(part, sig_url, None, {})
+        with hold_partial(self.store.paths, part):
+            res = download(url, part, self.http, etag=etag, label="Downloading ACI")
+            if res.status == 304 and remote is not None:
+                self._remember(url, remote.sig_url, res.etag or remote.etag, remote.key,
+                               res.max_age)
+                return remote.key
+            key = self._verify_and_import(part, sig_url, None, {})
         self._remember(url, sig_url, res.etag or "", key, res.max_age)
         return key
 
     def from_name(self, name: str, labels: Mapping[str, str], *, latest: bool) -> str:
+        from ..store.tmp import hold_partial
         from . import discovery
-
-        ep = discovery.discover(name, labels, self.http)
-        key = self._verify_and_import(self._download(ep.aci_url), ep.sig_url, name, labels,
-                                      latest=latest)
-        self.fetch_dependencies(key)
-        return key
-
-    def _download(self, url: str) -> Path:
         from .http import download
 
-        part = self._tmp(url, ".aci.part")
-        download(url, part, self.http, label="Downloading ACI")
-        return part
+        ep = discovery.discover(name, labels, self.http)
+        part = self._partial(ep.aci_url)
+        with hold_partial(self.store.paths, part):
+            download(ep.aci_url, part, self.http, label="Downloading ACI")
+            key = self._verify_and_import(part, ep.sig_url, name, labels, latest=latest)
+        self.fetch_dependencies(key)
+        return key
 
     def _verify_and_import(self, aci: Path, sig_url: str | None, name: str | None,
                            labels: Mapping[str, str], *, latest: bool = False) -> str:
@@ -208,9 +214,11 @@ class Fetcher:
     def _fetch_signature(self, sig_url: str) -> Path:
         if "://" not in sig_url:
             return Path(sig_url)
+        from ..store.tmp import private_dir
         from .http import download
 
-        dest = self._tmp(sig_url, ".asc")
+        dest = private_dir(self.store.paths) / (
+            "sig-" + hashlib.sha256(sig_url.encode()).hexdigest()[:32] + ".asc")
         dest.unlink(missing_ok=True)
         try:
             download(sig_url, dest, self.http, label="Downloading signature")

@@ -38,33 +38,39 @@ def lookup(paths: Paths, name: str) -> str | None:
     return uuid if find(paths, uuid) is not None else None
 
 
+def _names_lock(paths: Paths) -> Path:
+    return paths.locks / "podNames"
+
+
 def claim(paths: Paths, name: str, uuid: str) -> None:
-    """Give ``name`` to pod ``uuid``; UsageError if a live pod has it."""
+    """Give ``name`` to pod ``uuid``; UsageError if a live pod has it. Claims, the takeover of
+    a stale link and releases are serialised by one flock, so two claimers can never both win
+    (the link alone made a check-then-replace of a stale link racy)."""
+    from ..store.lock import ensure_dir, flocked
+
     d = paths.pod_names
-    d.mkdir(mode=0o750, parents=True, exist_ok=True)
+    ensure_dir(paths.data, d)
+    ensure_dir(paths.data, paths.locks)
     link = d / name
-    for _ in range(3):
+    with flocked(_names_lock(paths)):
         try:
             os.symlink(uuid, link)
             return
         except FileExistsError:
-            owner = lookup(paths, name)
-            if owner is not None and owner != uuid:
-                raise UsageError(f'pod name "{name}" is already used by pod {owner}',
-                                 hint=f"choose another name, or remove that pod with "
-                                      f"`rkt rm {name}`") from None
-            if owner == uuid:
-                return
-            # stale: its pod is gone; replace it atomically (a racing claimer may win)
-            tmp = d / f".{name}.{uuid}"
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            os.symlink(uuid, tmp)
-            if lookup(paths, name) is None:
-                os.replace(tmp, link)
-                return
+            pass
+        owner = lookup(paths, name)
+        if owner == uuid:
+            return
+        if owner is not None:
+            raise UsageError(f'pod name "{name}" is already used by pod {owner}',
+                             hint=f"choose another name, or remove that pod with "
+                                  f"`rkt rm {name}`")
+        # stale: its pod is gone; replaced in one rename
+        tmp = d / f".{name}.{uuid}"
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    raise UsageError(f'pod name "{name}" is being claimed by another pod')
+        os.symlink(uuid, tmp)
+        os.replace(tmp, link)
 
 
 def record(poddir: Path, name: str) -> None:
@@ -83,9 +89,12 @@ def release(paths: Paths, uuid: str, name: str | None) -> None:
     """Drop the name link of a removed pod (only if it still points at that pod)."""
     if not name:
         return
+    from ..store.lock import flocked
+
     link = paths.pod_names / name
     try:
-        if os.readlink(link) == uuid:
-            link.unlink()
+        with flocked(_names_lock(paths)):
+            if os.readlink(link) == uuid:
+                link.unlink()
     except OSError:
         pass

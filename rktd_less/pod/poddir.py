@@ -32,8 +32,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 def ensure_layout(paths: Paths) -> None:
+    """The phase dirs, 2750 root:rkt as units/tmpfiles.d says, whichever command comes first."""
+    if all(paths.phase_dir(p).is_dir() for p in POD_PHASES):
+        return
+    from ..store.lock import ensure_dir
+
     for phase in POD_PHASES:
-        paths.phase_dir(phase).mkdir(parents=True, exist_ok=True, mode=0o750)
+        ensure_dir(paths.data, paths.phase_dir(phase))
 
 
 def open_dir(path: Path) -> int:
@@ -134,6 +139,10 @@ class Embryo:
         emb = paths.pod("embryo", self.uuid)
         emb.mkdir(mode=0o750)
         self.fd = open_dir(emb)
+        # The phase dirs let group rkt list pods; a pod's own files are root's alone (not the
+        # group the phase dir's setgid bit gave it).
+        os.fchown(self.fd, -1, 0)
+        os.fchmod(self.fd, 0o750)
         if not try_lock(self.fd):  # nobody else can know this brand-new UUID
             raise PodError(f"cannot lock new pod {self.uuid}")
         self.path = paths.pod("prepare", self.uuid)

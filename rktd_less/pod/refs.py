@@ -143,10 +143,9 @@ def running_pod_using(pods: Sequence[PodRefs], key: str, trees: Sequence[str]) -
 def prepare_lock(paths: Paths, *, exclusive: bool) -> Iterator[None]:
     """rkt's ``prepareLock``: held shared from rendering a pod's trees until the pod directory
     names them, exclusively while image gc/rm decide which trees are unused."""
-    from ..store.lock import flocked, makedirs
-    from ..store.perms import Role
+    from ..store.lock import ensure_dir, flocked
 
-    makedirs(paths.data, Role.DATA_DIR, parents=None)
+    ensure_dir(paths.data, paths.locks)
     with flocked(paths.prepare_lock, exclusive=exclusive):
         yield
 

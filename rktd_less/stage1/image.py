@@ -138,7 +138,6 @@ def build_aci(dest: Path, python: str | None = None, source: Path = SOURCE_DIR) 
 
 
 def build_to_temp(tmp_dir: Path) -> Path:
-    tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="stage1-", suffix=".aci", dir=tmp_dir)
     os.close(fd)
     try:
@@ -149,14 +148,16 @@ def build_to_temp(tmp_dir: Path) -> Path:
     return Path(name)
 
 
-def ensure_default(store: Store, tmp_dir: Path) -> str:
+def ensure_default(store: Store) -> str:
     """The default stage1's store key; built and imported on first use."""
     key = store.find_by_name(STAGE1_NAME, {"version": __version__, "os": "linux",
                                            "arch": host_arch(),
                                            SOURCE_LABEL: source_digest(sys.executable)})
     if key is not None:
         return key
-    aci = build_to_temp(tmp_dir)
+    from ..store.tmp import private_dir
+
+    aci = build_to_temp(private_dir(store.paths))
     try:
         return store.import_aci(aci)
     finally:

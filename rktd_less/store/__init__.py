@@ -21,8 +21,7 @@ from ..errors import Ambiguous, NotFound, StoreError
 from ..ids import normalize_image_id_prefix
 from ..paths import Paths
 from .index import AciRow, Index, Remote
-from .lock import atomic_write, flocked, fsync_dir, makedirs
-from .perms import Role
+from .lock import atomic_write, ensure_dir, flocked, fsync_dir, makedirs
 
 if TYPE_CHECKING:  # imported when first used: listing images needs neither
     from .blobs import Decompressed
@@ -46,7 +45,8 @@ class ImageInfo:
 class Store:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
-        self.index = Index(paths.db)
+        self.index = Index(paths.db, ensure_parent=lambda: ensure_dir(paths.data,
+                                                                       paths.db_dir))
         self._manifests: dict[str, ImageManifest] = {}  # a key's manifest never changes
 
     def close(self) -> None:
@@ -72,13 +72,12 @@ class Store:
         Idempotent; on any error the store is left as it was.
         """
         from . import blobs
+        from .tmp import private_dir
 
         label = str(src) if isinstance(src, Path) else str(getattr(src, "name", "<stream>"))
-        makedirs(self.paths.data, Role.DATA_DIR, parents=None)
-        for d in (self.paths.cas_tmp, self.paths.blob_dir, self.paths.manifest_dir,
-                  self.paths.cas_locks):
-            makedirs(d)
-        dec = blobs.decompress_to_temp(src, self.paths.cas_tmp, label)
+        for d in (self.paths.blob_dir, self.paths.manifest_dir, self.paths.cas_locks):
+            ensure_dir(self.paths.data, d)
+        dec = blobs.decompress_to_temp(src, private_dir(self.paths), label)
         try:
             if not latest and self._stored(dec.key):
                 # the same bytes were checked when they were first stored: no second scan

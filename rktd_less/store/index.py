@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +73,11 @@ def _row(r: Sequence[Any]) -> AciRow:
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, ensure_parent: Callable[[], None] | None = None) -> None:
+        """``ensure_parent`` makes the database's directory (the store gives its directories
+        their roles' modes); by default it is made like any store directory."""
         self.path = path
+        self._ensure_parent = ensure_parent
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
 
@@ -87,7 +90,10 @@ class Index:
             self._conn = None
         if self._conn is None:
             self._pid = os.getpid()
-            makedirs(self.path.parent)
+            if self._ensure_parent is not None:
+                self._ensure_parent()
+            else:
+                makedirs(self.path.parent)
             self._create_file()
             try:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PermissionDenied, RktError, StoreError
-from .perms import Role, apply_fd, apply_path, current
+from .perms import Role, apply_fd, apply_path, current, role_of
 
 DIR_MODE = 0o755  # without group rkt; see perms.decide
 
@@ -51,6 +51,20 @@ def makedirs(path: Path, role: Role = Role.DIR, parents: Role | None = Role.DIR)
             apply_path(d, current(which))
         except OSError as e:
             raise _denied("set the permissions of", d, e) from e
+
+
+def ensure_dir(data: Path, path: Path) -> None:
+    """Create ``path`` — the data dir ``data`` or a directory below it — and every missing
+    directory on the way, each with the group and mode of its role (:func:`.perms.role_of`,
+    those of units/tmpfiles.d), whichever command comes first. Directories above the data dir
+    get what mkdir and the umask give."""
+    if not data.is_dir():
+        makedirs(data, Role.DATA_DIR, parents=None)
+    cur = data
+    for part in path.relative_to(data).parts:
+        cur = cur / part
+        if not cur.is_dir():
+            makedirs(cur, role_of(data, cur), parents=None)
 
 
 # Lock directories are group-writable: never follow a symlink planted there by another user.

@@ -69,6 +69,18 @@ def decide(role: Role, *, rkt_gid: int | None, euid: int, gids: Collection[int])
     raise ValueError(role)
 
 
+def role_of(data: Path, path: Path) -> Role:
+    """The role of a directory of the data dir ``data`` (units/tmpfiles.d): the data dir, the
+    pod phase dirs and the pod names 2750 (members enter and list, only root adds), rendered
+    trees 2700, the rest of the store (cas, its subdirs, locks) 2775."""
+    rel = path.relative_to(data).parts
+    if not rel or rel[0] in ("pods", "names"):
+        return Role.DATA_DIR
+    if rel == ("cas", "tree"):
+        return Role.PRIVATE_DIR
+    return Role.DIR
+
+
 @functools.cache
 def rkt_gid() -> int | None:
     try:

@@ -28,8 +28,7 @@ from ..host.proc import run
 from ..ids import key_from_digest
 from ..paths import Paths
 from . import blobs
-from .lock import atomic_write, flocked, fsync_dir, makedirs
-from .perms import Role
+from .lock import atomic_write, ensure_dir, flocked, fsync_dir
 
 TREE_ID_RE = re.compile(r"^deps-sha512-[0-9a-f]{64}$")
 MAX_LAYERS = 256
@@ -180,7 +179,7 @@ class TreeStore:
         tree_id = tree_id_for([lay.key for lay in layers])
         if self.is_rendered(tree_id):
             return tree_id
-        makedirs(self.paths.tree_dir, Role.PRIVATE_DIR)
+        ensure_dir(self.paths.data, self.paths.tree_dir)
         with flocked(self._lock(tree_id)):
             if self.is_rendered(tree_id):  # another process finished it while we waited
                 return tree_id

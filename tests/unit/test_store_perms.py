@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,59 @@ def test_a_database_created_by_another_process_is_shared(tmp_path: Path,
     conn.commit()
     assert _mode(paths.db_dir / "images.sqlite-wal") == 0o664
     conn.close()
+
+
+def _tmpfiles_dirs() -> dict[str, int]:
+    """units/tmpfiles.d's directories below /var/lib/rkt → mode."""
+    text = (Path(__file__).parents[2] / "units" / "tmpfiles.d" / "rkt.conf").read_text()
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[0] == "d" and f[1].startswith("/var/lib/rkt"):
+            out[f[1].removeprefix("/var/lib/rkt").lstrip("/")] = int(f[2], 8)
+    return out
+
+
+def _first_commands(paths: Paths) -> dict[str, Callable[[], object]]:
+    from rktd_less.pod import names, poddir, refs
+    from rktd_less.store import tmp
+
+    def prepare_lock() -> None:
+        with refs.prepare_lock(paths, exclusive=False):
+            pass
+
+    return {
+        "index lookup (https/discovery fetch)": lambda: Store(paths).index.get_remote("u"),
+        "temp space (import, docker, stage1, export)": lambda: tmp.private_dir(paths),
+        "pod dirs (prepare/run)": lambda: poddir.ensure_layout(paths),
+        "pod name": lambda: names.claim(paths, "web", "0" * 8),
+        "prepare lock (run, image gc)": prepare_lock,
+    }
+
+
+@pytest.mark.parametrize("which", list(_first_commands(Paths(Path("/x")))))
+def test_each_first_command_makes_the_tmpfiles_d_layout(tmp_path: Path, own_group: int,
+                                                         which: str) -> None:
+    """Whichever command creates the data dir, what it creates has units/tmpfiles.d's modes
+    and group (issue 9: an https fetch left cas/tmp 2755 and the data dir 2775)."""
+    paths = Paths(tmp_path / "data")
+    _first_commands(paths)[which]()
+    # then a local fetch into the same store, as another command would
+    Store(paths).import_aci(build_aci(tmp_path / "a.aci", name="example.com/a"))
+    expected = _tmpfiles_dirs()
+    assert {"", "cas", "cas/tmp", "pods"} <= set(expected)
+    checked = 0
+    for rel, mode in expected.items():
+        d = paths.data / rel
+        if d.exists():
+            assert (_mode(d), d.stat().st_gid) == (mode, own_group), (which, rel)
+            checked += 1
+    assert checked >= 6
+
+
+def test_role_of_follows_tmpfiles_d(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    want = {Role.DATA_DIR: 0o2750, Role.DIR: 0o2775, Role.PRIVATE_DIR: 0o2700}
+    for rel, mode in _tmpfiles_dirs().items():
+        role = perms.role_of(data, data / rel)
+        assert want[role] == mode, rel
