@@ -367,7 +367,14 @@ class PodManifest:
         return get_value(self.annotations, name)
 
 
+# A manifest is read into memory and parsed in pure Python: one larger than this is not a
+# manifest (real ones are a few kB; Docker itself caps its image manifests at 4 MiB).
+MAX_MANIFEST = 1 << 20
+
+
 def _load(data: bytes | str, doc: str) -> Any:
+    if len(data) > MAX_MANIFEST:
+        raise ManifestError(f"{doc}: larger than {MAX_MANIFEST} bytes")
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:

@@ -4,6 +4,7 @@ one place that turns errors into a one-line message and exit code 254."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -89,6 +90,10 @@ def _split_globals(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 def _context(verb: str, g: dict[str, Any]) -> Context:
     if not g["dir"]:
         raise UsageError("--dir must not be empty")
+    for flag in ("dir", "system-config", "local-config", "user-config"):
+        # may not exist yet; what exists must be a directory
+        if g[flag] and os.path.exists(g[flag]) and not os.path.isdir(g[flag]):
+            raise UsageError(f'--{flag}: "{g[flag]}" is not a directory')
     return Context(
         verb=verb, paths=Paths.from_dir(g["dir"]),
         config=ConfigDirs(system=Paths.from_dir(g["system-config"]).data,
@@ -165,8 +170,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 130
     except BrokenPipeError:
         code = 0
+    except Exception as e:  # a defect, or an error no check foresaw: still one line, 254
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        detail = _describe(e)
+        print(f"{verb}: unexpected error: {detail}" + ("" if debug else
+              " (run with --debug for details, and please report it)"), file=sys.stderr)
+        code = 254
     sys.stdout.flush()
     return code
+
+
+def _describe(e: BaseException) -> str:
+    """An unforeseen exception in one line: an OSError names its file and the system's
+    message (ENOSPC reads as "No space left on device"), anything else its type and text."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f" {e.filename}" if e.filename else ""
+        return f"{e.strerror}{':' if where else ''}{where}"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def entry() -> None:

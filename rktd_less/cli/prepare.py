@@ -29,13 +29,16 @@ FLAGS: dict[str, Flag] = {
 def main_raw(args: list[str], spec: dict[str, Flag],
              make_ctx: Callable[[dict[str, Any]], Context]) -> int:
     ctx, values, embryo, _entry = prepare_from_args(args, spec, make_ctx)
+    saved = None
     try:
+        saved = save_uuid(values, embryo.uuid)
         embryo.move("prepared")
     except BaseException:
         discard_embryo(ctx, embryo, values)
+        if saved is not None:
+            saved.unlink(missing_ok=True)
         raise
     finally:
         embryo.close()
-    save_uuid(values, embryo.uuid)
     ctx.out(embryo.uuid)
     return 0

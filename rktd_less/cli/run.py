@@ -198,6 +198,7 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
     else:
         n_apps = len(parsed.apps)
     check_pod_flags(values, n_apps)
+    check_uuid_file(values)
     env_plan = _env_plan(values)  # every flag checked before any work is done
     settings = ctx.fetch_settings(values["pull-policy"])
     ctx.require_root()
@@ -265,20 +266,45 @@ def _detach(ctx: Context, lx: launch.Launch, lock_fd: int) -> int:
     return 0
 
 
-def save_uuid(values: dict[str, Any], uuid: str) -> None:
-    """rkt's --uuid-file-save: the UUID, no trailing newline."""
-    if values.get("uuid-file-save"):
-        Path(values["uuid-file-save"]).write_text(uuid)
+def check_uuid_file(values: dict[str, Any]) -> None:
+    """--uuid-file-save must be writable before any work is done (not after the pod exists)."""
+    f = values.get("uuid-file-save")
+    if not f:
+        return
+    parent = os.path.dirname(os.path.abspath(f))
+    if not os.path.isdir(parent):
+        raise UsageError(f'--uuid-file-save: cannot write "{f}": directory "{parent}" does not '
+                         "exist")
+    if os.path.isdir(f):
+        raise UsageError(f'--uuid-file-save: "{f}" is a directory')
+    if not os.access(parent, os.W_OK) or (os.path.exists(f) and not os.access(f, os.W_OK)):
+        raise UsageError(f'--uuid-file-save: cannot write "{f}": permission denied')
+
+
+def save_uuid(values: dict[str, Any], uuid: str) -> Path | None:
+    """rkt's --uuid-file-save: the UUID, no trailing newline. Called while the pod can still
+    be discarded: the caller removes the pod if this fails, and the file if a later step does."""
+    if not values.get("uuid-file-save"):
+        return None
+    path = Path(values["uuid-file-save"])
+    try:
+        path.write_text(uuid)
+    except OSError as e:
+        raise UsageError(f'--uuid-file-save: cannot write "{path}": {e.strerror}') from e
+    return path
 
 
 def main_raw(args: list[str], spec: dict[str, Flag],
              make_ctx: Callable[[dict[str, Any]], Context]) -> int:
     ctx, values, embryo, entrypoint = prepare_from_args(args, spec, make_ctx)
+    saved = None
     try:
+        saved = save_uuid(values, embryo.uuid)
         path = embryo.move("run")
         poddir.share_lock_for_run(embryo.fd, path)
     except BaseException:
         discard_embryo(ctx, embryo, values)
+        if saved is not None:
+            saved.unlink(missing_ok=True)
         raise
-    save_uuid(values, embryo.uuid)
     return launch_pod(ctx, embryo.uuid, path, embryo.fd, entrypoint, values)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..appc.manifest import MAX_MANIFEST
 from ..config import ConfigDirs, Insecure
 from ..errors import FetchError, ImageError, NotFound, TrustError, UsageError
 from ..stage1.image import host_arch
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from ..store import Store
     from .http import HttpOptions
 
-MAX_MANIFEST = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,15 @@ def classify(text: str) -> ImageKind:
 
 def parse_name(text: str) -> tuple[str, dict[str, str]]:
     """appc ``name[:version][,label=value...]``."""
+    from ..appc.types import is_ac_identifier
+
     head, *rest = text.split(",")
     labels: dict[str, str] = {}
     name, colon, version = head.partition(":")
+    if not is_ac_identifier(name):
+        # before anything is looked up or discovered (it went to the network)
+        raise UsageError(f'invalid image name "{text}": "{name}" is not a valid AC identifier',
+                         hint="use lower-case letters, digits and -._~/, as example.com/app")
     if colon:
         if not version:
             raise UsageError(f'invalid image name "{text}": empty version')

@@ -9,7 +9,6 @@ hostname, UUID file, pod name) still apply.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..appc.manifest import parse_pod_manifest
@@ -42,8 +41,11 @@ def check_flags(values: Mapping[str, Any], n_images: int) -> None:
 
 def load(path: str) -> dict[str, Any]:
     """Read and validate the user's pod manifest (appc schema); one line on any problem."""
+    from ..appc.manifest import MAX_MANIFEST
+
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST + 1)
     except OSError as e:
         raise UsageError(f'cannot read pod manifest "{path}": {e.strerror}') from e
     pm = parse_pod_manifest(data)

@@ -28,13 +28,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 
+from ..appc.manifest import MAX_MANIFEST
 from ..errors import ImageError, StoreError
 from ..host.proc import run
 from ..ids import key_from_digest
 from .perms import Role, apply_fd, current
 
 CHUNK = 1 << 20
-MAX_MANIFEST = 16 << 20  # a manifest is read into memory; anything this big is not one
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),

@@ -72,6 +72,24 @@ def _row(r: Sequence[Any]) -> AciRow:
                   int(tsize or 0))
 
 
+LOW_SPACE = 1 << 20  # bytes: below this, a failed write is taken for a full disk
+
+
+def explain_sqlite_error(name: str, text: str, free: int | None) -> tuple[str, str | None]:
+    """(message, hint) naming the real cause of a sqlite error: a full disk reads as a "disk
+    I/O error" to sqlite when the write itself failed with ENOSPC."""
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and free is not None
+                                 and free < LOW_SPACE):
+        return "no space left on device", "free some space (`rkt image gc`, `rkt gc`), then retry"
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return text, "check the permissions of the store (run as root or a member of group rkt)"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return text, "another rkt process holds the store too long; retry"
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return text, "the image index is damaged: move it away and fetch the images again"
+    return text, "retry"
+
+
 class Index:
     def __init__(self, path: Path, ensure_parent: Callable[[], None] | None = None) -> None:
         """``ensure_parent`` makes the database's directory (the store gives its directories
@@ -149,8 +167,13 @@ class Index:
             raise
 
     def _error(self, e: sqlite3.Error) -> StoreError:
-        return StoreError(f"image store database {self.path}: {e}",
-                          hint="check the permissions of the store, or retry")
+        try:
+            st = os.statvfs(self.path.parent)
+            free: int | None = st.f_bavail * st.f_frsize
+        except OSError:
+            free = None
+        what, hint = explain_sqlite_error(getattr(e, "sqlite_errorname", ""), str(e), free)
+        return StoreError(f"image store database {self.path}: {what}", hint=hint)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

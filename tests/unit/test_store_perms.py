@@ -204,3 +204,20 @@ def test_role_of_follows_tmpfiles_d(tmp_path: Path) -> None:
     for rel, mode in _tmpfiles_dirs().items():
         role = perms.role_of(data, data / rel)
         assert want[role] == mode, rel
+
+
+def test_sqlite_errors_name_their_real_cause() -> None:
+    from rktd_less.store.index import LOW_SPACE, explain_sqlite_error
+
+    # a write that failed with ENOSPC reaches sqlite as an I/O error
+    assert explain_sqlite_error("SQLITE_IOERR_WRITE", "disk I/O error", 4096)[0] == \
+        "no space left on device"
+    assert explain_sqlite_error("SQLITE_FULL", "database or disk is full", None)[0] == \
+        "no space left on device"
+    # with space left, an I/O error stays one
+    assert explain_sqlite_error("SQLITE_IOERR", "disk I/O error", LOW_SPACE * 100)[0] == \
+        "disk I/O error"
+    msg, hint = explain_sqlite_error("SQLITE_READONLY", "attempt to write a readonly database",
+                                     None)
+    assert hint is not None and "permissions" in hint
+    assert "permissions" not in (explain_sqlite_error("SQLITE_FULL", "", None)[1] or "")
