@@ -217,7 +217,7 @@ def test_sqlite_errors_name_their_real_cause() -> None:
     # with space left, an I/O error stays one
     assert explain_sqlite_error("SQLITE_IOERR", "disk I/O error", LOW_SPACE * 100)[0] == \
         "disk I/O error"
-    msg, hint = explain_sqlite_error("SQLITE_READONLY", "attempt to write a readonly database",
+    _msg, hint = explain_sqlite_error("SQLITE_READONLY", "attempt to write a readonly database",
                                      None)
     assert hint is not None and "permissions" in hint
     assert "permissions" not in (explain_sqlite_error("SQLITE_FULL", "", None)[1] or "")
