@@ -95,6 +95,12 @@ def app_service(app: AppUnit) -> str:
         "DefaultDependencies=no",
         f"Wants=reaper-{app.name}.service systemd-journald.service",
         f"After=reaper-{app.name}.service systemd-journald.service",
+        # Stopped in order when the pod goes down (exit, or halt/poweroff from outside): the app
+        # first, then its reaper, which records what the stop made of it — all before
+        # shutdown.target, i.e. while the pod's systemd still answers on its bus (systemd-halt/
+        # -poweroff/-exit.service come after it; halt.target alone is reached only after them).
+        "Conflicts=shutdown.target",
+        "Before=shutdown.target",
     ]
     svc = [
         "[Service]",
@@ -159,8 +165,8 @@ def reaper_service(app: AppUnit) -> str:
         f"Description=Reaper for {app.name}",
         "DefaultDependencies=no",
         "StopWhenUnneeded=yes",
-        "Conflicts=exit.target halt.target poweroff.target",
-        "Before=exit.target halt.target poweroff.target",
+        "Conflicts=exit.target halt.target poweroff.target shutdown.target",
+        "Before=exit.target halt.target poweroff.target shutdown.target",
         "",
         "[Service]",
         "Type=oneshot",

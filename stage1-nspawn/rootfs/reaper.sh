@@ -28,9 +28,10 @@ EOF_SHOW
         st=1
     fi
 else
-    # The pod's systemd takes no bus connections once it is shutting down: the pod was
-    # stopped from outside (rkt stop, machinectl poweroff/terminate, a signal to rkt run)
-    # while this app ran, and the stop terminated it (SIGTERM): say so, as for a killed app.
+    # The pod's systemd no longer answers: it is in its last steps of going down (apps and
+    # reapers are ordered before shutdown.target so that this should not happen). The pod
+    # was stopped from outside while this app ran, and the stop terminated it (SIGTERM):
+    # say so, as for a killed app, rather than leave no status or a false 0.
     st=143
 fi
 printf '%s' "$st" > "/rkt/status/$app.tmp" && mv -f "/rkt/status/$app.tmp" "/rkt/status/$app"

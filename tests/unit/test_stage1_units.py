@@ -145,3 +145,15 @@ def test_reaper_knows_the_app_rootfs_and_program() -> None:
     # as rkt's: to say why a program could not be executed (systemd's 203)
     lines = units.reaper_service(APP).splitlines()
     assert 'ExecStop=/reaper.sh "web" "/opt/stage2/web/rootfs" "/bin/sh"' in lines
+
+
+def test_apps_and_reapers_stop_before_the_pod_s_systemd_goes_away() -> None:
+    """A pod stopped from outside (halt/poweroff) stops each app, then its reaper, before
+    shutdown.target: the reaper still reaches the pod's systemd and records what the stop made
+    of the app (it read a still-running app as exit 0)."""
+    app = units.app_service(APP).splitlines()
+    assert "Conflicts=shutdown.target" in app and "Before=shutdown.target" in app
+    assert any(ln.startswith("After=reaper-web.service") for ln in app)  # stops before it
+    reaper = units.reaper_service(APP).splitlines()
+    assert any(ln.startswith("Conflicts=") and "shutdown.target" in ln for ln in reaper)
+    assert any(ln.startswith("Before=") and "shutdown.target" in ln for ln in reaper)
