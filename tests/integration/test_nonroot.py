@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import stat
 import subprocess
 import sys
@@ -173,3 +174,77 @@ def test_member_of_group_rkt_uses_the_store_without_root(env: Rkt, member: Membe
     gc = env("image", "gc")
     assert gc.stderr == f'gc: removed treestore "{tree}"\n'
     assert not (cas / "tree" / tree).exists()
+
+
+def _tmpfiles_modes() -> dict[str, int]:
+    text = (REPO / "units" / "tmpfiles.d" / "rkt.conf").read_text()
+    return {f[1].removeprefix("/var/lib/rkt").lstrip("/"): int(f[2], 8)
+            for f in (ln.split() for ln in text.splitlines())
+            if len(f) >= 3 and f[0] == "d" and f[1].startswith("/var/lib/rkt")}
+
+
+def _first_command(env: Rkt, which: str) -> None:
+    """Root's first command on a store that does not exist yet (the https, discovery and
+    docker fetches fail: nothing listens there; what they create is what counts)."""
+    if which == "local":
+        aci = build_aci(env.work / "first.aci", name="example.com/first")
+        env("fetch", "--insecure-options=image", str(aci))
+    elif which == "https":
+        env("fetch", "https://127.0.0.1:1/image.aci", check=False)
+    elif which == "discovery":  # a successful one, over HTTPS from a server of our own
+        import os
+
+        from tests.helpers.https_server import discovery_html, make_certs, serve
+
+        certs_dir = env.work / "certs"
+        certs_dir.mkdir()
+        certs = make_certs(certs_dir)
+        aci = build_aci(env.work / "hello.aci", name="localhost/hello", version="1.0")
+        with serve(certs, port=443) as server:
+            server.files["/images/hello-1.0.aci"] = aci.read_bytes()
+            server.files["/hello"] = discovery_html(
+                aci=[("localhost/hello", "https://localhost/images/hello-{version}.aci")])
+            env("fetch", "--insecure-options=image", "localhost/hello:1.0",
+                env={**os.environ, "SSL_CERT_FILE": str(certs.ca_file)})
+    elif which == "docker":
+        env("fetch", "--insecure-options=image,http", "docker://127.0.0.1:1/nothing:1",
+            check=False)
+    elif which == "trust":
+        from tests.helpers.gpg import session_keys
+
+        key = env.work / "alice.gpg"
+        key = session_keys().alice.export(key)
+        env("trust", "--skip-fingerprint-review", "--prefix=example.com/signed", str(key))
+        # then a signed local fetch by root: the trusted keys are root's, the store too
+        aci = build_aci(env.work / "root-signed.aci", name="example.com/signed")
+        session_keys().alice.sign(aci)
+        env("fetch", str(aci))
+
+
+@pytest.mark.parametrize("which", ["local", "https", "discovery", "docker", "trust"])
+def test_member_fetches_into_a_store_root_created(env: Rkt, member: Member,
+                                                  which: str) -> None:
+    """Whichever command made the store, it has units/tmpfiles.d's modes and group, and a
+    member of group rkt can fetch into it (after a failing https fetch a member got
+    `cannot create a temp file in …/cas/tmp: Permission denied`)."""
+    import shutil
+
+    shutil.rmtree(env.data)  # the first command creates the data dir itself
+    _first_command(env, which)
+    assert env.data.is_dir()
+    for rel, mode in _tmpfiles_modes().items():
+        d = env.data / rel
+        if d.exists():
+            assert (_mode(d), d.stat().st_gid) == (mode, member.gid), (which, rel)
+    name = "example.com/signed" if which == "trust" else "example.com/by-member"
+    aci = build_aci(env.work / f"member-{which}.aci", name=name, version="2.0")
+    if which == "trust":  # a signed image, verified with root's trusted key
+        from tests.helpers.gpg import session_keys
+
+        session_keys().alice.sign(aci)
+        key = as_member(env, member, "fetch", str(aci)).stdout.strip()
+    else:
+        key = as_member(env, member, "fetch", "--insecure-options=image", str(aci)).stdout.strip()
+    assert re.fullmatch(r"sha512-[0-9a-f]{32}", key), key
+    assert f"{name}:2.0" in env("image", "list", "--no-legend").stdout
+    assert list((env.data / "cas" / "tmp").iterdir()) == []  # nothing left behind
