@@ -97,3 +97,57 @@ def test_complete_fills_ids_names_and_implicit_volumes(tmp_path: Path) -> None:
     assert ims == [im]
     with pytest.raises(ManifestError, match='app "a" has nothing to run'):
         from_manifest.complete(raw, lambda i: KEY, lambda k: {"name": "x"})
+
+
+RACER = """
+import sys
+from pathlib import Path
+from rktd_less.errors import UsageError
+from rktd_less.paths import Paths
+from rktd_less.pod import names
+import time
+paths = Paths(Path(sys.argv[1]))
+real_lookup = names.lookup
+def slow_lookup(paths, name):  # widen the window between checking a link and replacing it
+    found = real_lookup(paths, name)
+    time.sleep(0.05)
+    return found
+names.lookup = slow_lookup
+sys.stdin.readline()  # all start together
+try:
+    names.claim(paths, "web", sys.argv[2])
+    print("won")
+except UsageError:
+    print("lost")
+"""
+
+
+def test_racing_claims_of_a_stale_name_have_one_winner(tmp_path: Path) -> None:
+    """A stale link (its pod gone) is taken over by exactly one of many racing claimers (the
+    check-then-replace let two of them both win)."""
+    import subprocess
+    import sys
+
+    paths = Paths(tmp_path)
+    gone = poddir.Embryo(paths)
+    names.claim(paths, "web", gone.uuid)
+    gone.close()
+    import shutil
+
+    shutil.rmtree(paths.pod("prepare", gone.uuid))  # its pod is gone: the link is stale
+    for _ in range(5):
+        racers = [poddir.Embryo(paths) for _ in range(8)]
+        procs = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), r.uuid],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  cwd=Path(__file__).parents[2]) for r in racers]
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [p.communicate(timeout=30)[0].strip() for p in procs]
+        assert results.count("won") == 1, results
+        winner = racers[results.index("won")].uuid
+        assert names.lookup(paths, "web") == winner
+        for r in racers:  # all gone again: the next round races for a stale link anew
+            r.close()
+            shutil.rmtree(paths.pod("prepare", r.uuid))

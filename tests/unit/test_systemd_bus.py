@@ -164,3 +164,30 @@ def test_wait_inactive_polls_when_no_signal_comes() -> None:
 
     st = run(go())
     assert st is not None and st.exec_main_status == 7 and polls["n"] == 3
+
+
+def test_a_lost_connection_is_reopened_and_matches_and_subscription_renewed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ok = _status_answer(ENDED)
+    fresh = FakeBus(ok)
+
+    async def reopen() -> FakeBus:
+        return fresh
+
+    monkeypatch.setattr(sdbus, "_open_bus", reopen)
+
+    def broken(fb: FakeBus, msg: Any) -> Any:
+        fb.connected = False  # the bus daemon went away mid-call
+        raise EOFError("connection closed")
+
+    async def go() -> sdbus.UnitStatus | None:
+        sd, _ = client(broken)
+        st = await sd.status("rkt-x.service")
+        assert sd.bus is fresh  # type: ignore[comparison-overlap]
+        assert fresh.handlers, "signals of the new connection are handled"
+        assert "AddMatch" in fresh.calls and "Subscribe" in fresh.calls
+        assert fresh.calls.index("AddMatch") < fresh.calls.index("Subscribe")
+        return st
+
+    st = run(go())
+    assert st is not None and st.exec_main_status == 7
