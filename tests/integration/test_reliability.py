@@ -206,5 +206,11 @@ def test_a_full_disk_is_named(env: Rkt, aci: Path) -> None:
         assert len(cp.stderr.splitlines()) == 1 and "No space left on device" in cp.stderr, \
             cp.stderr
         assert _temp_files(small) == [] and not list((disk / "data").rglob("sha512-*"))
+        # the image index: sqlite reports a write that failed with ENOSPC as an I/O error
+        sh("sh", "-c", f"cat /dev/zero > {disk / 'filler'}", check=False)
+        other = Rkt(data=disk / "data2", work=env.work)
+        cp = other("fetch", "https://127.0.0.1:1/image.aci", check=False)
+        assert cp.returncode == 254 and len(cp.stderr.splitlines()) == 1, cp.stderr
+        assert "images.sqlite: no space left on device" in cp.stderr, cp.stderr
     finally:
         sh("umount", "-l", str(disk), check=False)
