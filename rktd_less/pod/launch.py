@@ -119,6 +119,9 @@ def exec_stage1(launch: Launch, lock_fd: int, debug: bool) -> None:
     proc.exec_([str(launch.entrypoint), *launch.args], env)
 
 
+TERMINATED = 128 + signal.SIGTERM  # as an app ended by a stop from outside
+
+
 def _exit_status(code: int, status: int) -> int:
     # CLD_EXITED = 1; killed or dumped → 128 + signal, as a shell reports it
     return status if code == 1 else 128 + status
@@ -201,13 +204,17 @@ def pod_status(poddir: Path, unit_status: UnitStatus | None, unit: str) -> int:
 
     apps = app_statuses(poddir)
     first_failure = next((c for c in apps.values() if c), 0) if apps else 0
+    unfinished = not apps or None in apps.values()
     if unit_status is None:
-        if not apps or None in apps.values():
+        if unfinished:
             raise SystemdError(f"unit {unit} disappeared before the pod's apps ended",
                                hint=f"see `journalctl -u {unit}`")
         return first_failure or 0
     code = _exit_status(unit_status.exec_main_code, unit_status.exec_main_status)
-    return code or first_failure or 0
+    if code:
+        return code
+    # a pod that ended cleanly before an app had finished was stopped (terminated) early
+    return first_failure or (TERMINATED if unfinished else 0)
 
 
 async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:

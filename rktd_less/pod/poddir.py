@@ -137,13 +137,9 @@ class Embryo:
         self.paths = paths
         self.uuid = new_pod_uuid()
         emb = paths.pod("embryo", self.uuid)
+        # 0750 in the setgid phase dir: group rkt may read the pod (rkt list/status), as rkt
         emb.mkdir(mode=0o750)
         self.fd = open_dir(emb)
-        # The phase dirs let group rkt list pods; a pod's own files are root's alone (not the
-        # group the phase dir's setgid bit gave it).
-        if os.geteuid() == 0:  # (only root runs pods; unit tests may be anyone)
-            os.fchown(self.fd, -1, 0)
-        os.fchmod(self.fd, 0o750)
         if not try_lock(self.fd):  # nobody else can know this brand-new UUID
             raise PodError(f"cannot lock new pod {self.uuid}")
         self.path = paths.pod("prepare", self.uuid)

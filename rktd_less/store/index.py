@@ -169,7 +169,8 @@ class Index:
     def _error(self, e: sqlite3.Error) -> StoreError:
         try:
             st = os.statvfs(self.path.parent)
-            free: int | None = st.f_bavail * st.f_frsize
+            # root may write into the blocks reserved for it
+            free: int | None = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
         except OSError:
             free = None
         what, hint = explain_sqlite_error(getattr(e, "sqlite_errorname", ""), str(e), free)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PermissionDenied, RktError, StoreError
-from .perms import Role, apply_fd, apply_path, current, role_of
+from .perms import Role, apply_fd, current, role_of
 
 DIR_MODE = 0o755  # without group rkt; see perms.decide
 
@@ -48,7 +48,12 @@ def makedirs(path: Path, role: Role = Role.DIR, parents: Role | None = Role.DIR)
         if which is None:
             continue
         try:
-            apply_path(d, current(which))
+            # by descriptor: the parent may be group-writable, the name swapped meanwhile
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                apply_fd(fd, current(which))
+            finally:
+                os.close(fd)
         except OSError as e:
             raise _denied("set the permissions of", d, e) from e
 
@@ -109,6 +114,18 @@ def flocked(path: Path, *, exclusive: bool = True) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
+
+
+def try_flock(path: Path) -> int | None:
+    """A descriptor holding an exclusive flock on ``path`` (created if needed), or None when
+    another process holds it. Closing the descriptor releases it."""
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def fsync_dir(path: Path) -> None:

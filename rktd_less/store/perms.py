@@ -34,7 +34,10 @@ RKT_GROUP = "rkt"
 
 class Role(StrEnum):
     DATA_DIR = "data-dir"  # --dir itself: members enter it, only root adds to it (pods!)
-    DIR = "dir"  # cas, db/, blob/, imageManifest/, tmp/, locks/
+    DIR = "dir"  # db/, blob/, imageManifest/
+    # cas, cas/tmp, cas/locks, locks: group-writable, and sticky so that a member can neither
+    # rename nor remove what root made there (root's temp dirs, lock files others wait on)
+    STICKY_DIR = "sticky-dir"
     PRIVATE_DIR = "private-dir"  # cas/tree: rendered trees with setuid-root files
     FILE = "file"  # write-once content: blobs, manifest copies
     SHARED_FILE = "shared-file"  # rewritten by every user: the index db, lock files
@@ -60,6 +63,8 @@ def decide(role: Role, *, rkt_gid: int | None, euid: int, gids: Collection[int])
             return Perms(0o2750 if shared else 0o755, gid)
         case Role.DIR:
             return Perms(0o2775 if shared else 0o755, gid)
+        case Role.STICKY_DIR:
+            return Perms(0o3775 if shared else 0o755, gid)
         case Role.PRIVATE_DIR:
             return Perms(0o2700 if shared else 0o700, gid)
         case Role.FILE:
@@ -72,12 +77,14 @@ def decide(role: Role, *, rkt_gid: int | None, euid: int, gids: Collection[int])
 def role_of(data: Path, path: Path) -> Role:
     """The role of a directory of the data dir ``data`` (units/tmpfiles.d): the data dir, the
     pod phase dirs and the pod names 2750 (members enter and list, only root adds), rendered
-    trees 2700, the rest of the store (cas, its subdirs, locks) 2775."""
+    trees 2700, cas, cas/tmp and the lock dirs 3775, the rest of the store 2775."""
     rel = path.relative_to(data).parts
     if not rel or rel[0] in ("pods", "names"):
         return Role.DATA_DIR
     if rel == ("cas", "tree"):
         return Role.PRIVATE_DIR
+    if rel in (("cas",), ("cas", "tmp"), ("cas", "locks"), ("locks",)):
+        return Role.STICKY_DIR
     return Role.DIR
 
 
@@ -101,10 +108,3 @@ def apply_fd(fd: int, perms: Perms) -> None:
         with contextlib.suppress(PermissionError):
             os.fchown(fd, -1, perms.gid)
     os.fchmod(fd, perms.mode)
-
-
-def apply_path(path: Path, perms: Perms) -> None:
-    if perms.gid is not None and path.stat().st_gid != perms.gid:
-        with contextlib.suppress(PermissionError):
-            os.chown(path, -1, perms.gid)
-    os.chmod(path, perms.mode)

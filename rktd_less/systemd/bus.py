@@ -106,6 +106,7 @@ class Systemd:
         self._matches: list[str] = []
         self._refs: set[str] = set()  # units we keep loaded (Ref) — renewed after a restart
         self._tasks: set[asyncio.Task[None]] = set()
+        self._recovering = asyncio.Lock()  # one reconnect at a time, however many calls failed
         bus.add_message_handler(self._on_message)
 
     @classmethod
@@ -175,6 +176,13 @@ class Systemd:
         self._matches.append(rule)
         await self._raw_call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule])
 
+    async def _remove_match(self, rule: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._matches.remove(rule)
+        with contextlib.suppress(BusCallError):
+            await self._raw_call(DBUS, "/org/freedesktop/DBus", DBUS, "RemoveMatch", "s",
+                                 [rule])
+
     # --- calls ---------------------------------------------------------------
     async def _raw_call(self, dest: str, path: str, iface: str, member: str, sig: str,
                         body: list[Any], unix_fds: Sequence[int] = ()) -> list[Any]:
@@ -217,18 +225,21 @@ class Systemd:
     async def _recover(self) -> None:
         """After a failed call: reconnect if the connection broke, then subscribe again and
         renew our unit references (neither is certain to survive systemd re-executing)."""
-        try:
-            if not self.bus.connected:
-                log.debug("reconnecting to the system bus")
-                self.bus = await _open_bus()
-                self.bus.add_message_handler(self._on_message)
-                await self._add_matches()
-            await self._subscribe()
-            for path in self._refs:
-                with contextlib.suppress(BusCallError):
-                    await self._raw_call(SD, path, UNIT_IFACE, "Ref", "", [])
-        except (BusCallError, SystemdError) as e:
-            log.debug("not recovered yet: %s", e.message)
+        async with self._recovering:
+            try:
+                if not self.bus.connected:
+                    log.debug("reconnecting to the system bus")
+                    old, self.bus = self.bus, await _open_bus()
+                    with contextlib.suppress(Exception):
+                        old.disconnect()  # type: ignore[no-untyped-call]
+                    self.bus.add_message_handler(self._on_message)
+                    await self._add_matches()
+                await self._subscribe()
+                for path in self._refs:
+                    with contextlib.suppress(BusCallError):
+                        await self._raw_call(SD, path, UNIT_IFACE, "Ref", "", [])
+            except (BusCallError, SystemdError) as e:
+                log.debug("not recovered yet: %s", e.message)
 
     async def _get(self, path: str, iface: str, name: str) -> Any:
         (v,) = await self._call(SD, path, PROPS, "Get", "ss", [iface, name])
@@ -323,8 +334,8 @@ class Systemd:
         if path is None:
             return None
         ev = self._wake[path] = asyncio.Event()
-        await self._add_match(f"type='signal',interface='{PROPS}',member='PropertiesChanged',"
-                              f"path='{path}'")
+        rule = f"type='signal',interface='{PROPS}',member='PropertiesChanged',path='{path}'"
+        await self._add_match(rule)
         try:
             while True:
                 ev.clear()  # before the query: a change signalled during it is not lost
@@ -335,6 +346,7 @@ class Systemd:
                     await asyncio.wait_for(ev.wait(), timeout=POLL)
         finally:
             self._wake.pop(path, None)
+            await self._remove_match(rule)
 
     async def unit_of_pid(self, pid: int) -> tuple[str, int] | None:
         """(unit name, its MainPID) for the unit a process belongs to."""

@@ -5,11 +5,22 @@
 # app's status if it failed, or once every app has a status. The first reaper to claim
 # /rkt/exit-claimed decides the pod's exit code; later ones (apps stopped because the pod is
 # going down) only record their status.
+claim() {
+    (set -C; : > /rkt/exit-claimed) 2>/dev/null || exit 0
+    exec /usr/bin/systemctl --no-block exit "$1"
+}
+
 app="$1"
 show='' st=0 code=0 main_pid=0 result=success
-# one query (each systemctl call costs a process start on the pod's way down)
-if show=$(/usr/bin/systemctl show --property=ExecMainStatus,ExecMainCode,ExecMainPID,Result \
-              "$app.service" 2>/dev/null); then
+# one query (each systemctl call costs a process start on the pod's way down), retried a
+# little: an answer is what we want
+for try in 1 2 3; do
+    show=$(/usr/bin/systemctl show --property=ExecMainStatus,ExecMainCode,ExecMainPID,Result \
+               "$app.service" 2>/dev/null) && break
+    show=''
+    /usr/bin/sleep 0.05
+done
+if [ -n "$show" ]; then
     while IFS='=' read -r key value; do
         case "$key" in
             ExecMainStatus) st=${value:-0} ;;
@@ -35,7 +46,9 @@ else
     st=143
 fi
 printf '%s' "$st" > "/rkt/status/$app.tmp" && mv -f "/rkt/status/$app.tmp" "/rkt/status/$app"
-[ -z "$show" ] && exit 0  # shutting down: the pod's exit status is not ours to pick
+# No answer: claiming ends the pod with that status if it was not going down already
+# (rather than leave it waiting for this app for ever), and fails harmlessly if it was.
+[ -z "$show" ] && claim 143
 
 if [ "$st" = 203 ]; then  # systemd's EXIT_EXEC: the program could not be executed (as rkt's)
     root="$2" prog="$3" n=0
@@ -54,11 +67,6 @@ if [ "$st" = 203 ]; then  # systemd's EXIT_EXEC: the program could not be execut
     echo "$msg" > /dev/console
     echo "$msg"
 fi
-
-claim() {
-    (set -C; : > /rkt/exit-claimed) 2>/dev/null || exit 0
-    exec /usr/bin/systemctl --no-block exit "$1"
-}
 
 # Let the app's output reach the console and journal before the pod goes down: iomux ends
 # once every writer closed the FIFO (bounded: a stray child may keep it open). With event

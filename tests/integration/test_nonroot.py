@@ -111,8 +111,10 @@ def test_member_of_group_rkt_uses_the_store_without_root(env: Rkt, member: Membe
     # root creates the store: shared with group rkt
     root_id = env("fetch", "--full", "--insecure-options=image", str(root_aci)).stdout.strip()
     cas = env.data / "cas"
-    for d in (cas, cas / "db", cas / "blob", cas / "imageManifest", cas / "tmp"):
+    for d in (cas / "db", cas / "blob", cas / "imageManifest"):
         assert (_mode(d), d.stat().st_gid) == (0o2775, m.gid), d
+    for d in (cas, cas / "tmp", cas / "locks"):  # sticky: members cannot rename root's
+        assert (_mode(d), d.stat().st_gid) == (0o3775, m.gid), d
     assert (_mode(cas / "db" / "images.sqlite"), (cas / "db" / "images.sqlite").stat().st_gid) \
         == (0o664, m.gid)
 
@@ -232,7 +234,10 @@ def test_member_fetches_into_a_store_root_created(env: Rkt, member: Member,
     shutil.rmtree(env.data)  # the first command creates the data dir itself
     _first_command(env, which)
     assert env.data.is_dir()
-    for rel, mode in _tmpfiles_modes().items():
+    modes = _tmpfiles_modes()
+    for rel in ("", "cas", "cas/db", "cas/tmp", "cas/locks"):  # made by every first command
+        assert (env.data / rel).is_dir(), (which, rel)
+    for rel, mode in modes.items():
         d = env.data / rel
         if d.exists():
             assert (_mode(d), d.stat().st_gid) == (mode, member.gid), (which, rel)
@@ -248,3 +253,21 @@ def test_member_fetches_into_a_store_root_created(env: Rkt, member: Member,
     assert re.fullmatch(r"sha512-[0-9a-f]{32}", key), key
     assert f"{name}:2.0" in env("image", "list", "--no-legend").stdout
     assert list((env.data / "cas" / "tmp").iterdir()) == []  # nothing left behind
+
+
+def test_member_lists_pods_as_in_rkt(env: Rkt, member: Member) -> None:
+    """Pod dirs are group rkt's to read (2750 phase dirs, as rkt's tmpfiles.d): a member sees
+    root's pods in `rkt list` and `rkt status`."""
+    aci = build_aci(env.work / "pod.aci", name="example.com/pod")
+    uf = env.uuid_file()
+    env("run", "--insecure-options=image", f"--uuid-file-save={uf}", str(aci), "--exec",
+        "/bin/sh", "--", "-c", "exit 3", check=False)
+    uuid = uf.read_text()
+    listing = as_member(env, member, "list", "--no-legend", "--full").stdout
+    row = next(ln.split("\t") for ln in listing.splitlines() if ln.startswith(uuid))
+    assert (row[1], row[2], row[4]) == ("pod", "example.com/pod:1.0", "exited"), row
+    status = as_member(env, member, "status", uuid).stdout
+    assert "state=exited" in status and "app-pod=3" in status, status
+    # but nothing of the pod is writable for the member
+    pod = next((env.data / "pods").glob(f"*/{uuid}"))
+    assert not _mode(pod) & 0o022 and _mode(pod.parent) == 0o2750

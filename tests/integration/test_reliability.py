@@ -105,19 +105,23 @@ def test_sigterm_ends_a_waiting_run_and_its_pod(env: Rkt, aci: Path) -> None:
 def test_sigint_at_any_moment_of_the_start_ends_the_run(env: Rkt, aci: Path,
                                                         delay: float) -> None:
     """A signal while the pod is being prepared or its unit started: still ends it all."""
+    pods_before = set((env.data / "pods").glob("*/*"))
     uf = env.uuid_file()
     p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", IMAGE, "--exec", "/bin/sleep",
                   "--", "600")
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     try:
-        p.wait(timeout=60)
+        code = p.wait(timeout=60)
     finally:
         p.kill()
-    if uf.exists():
+    assert code != 0  # interrupted: never a success
+    if uf.exists():  # the pod was made: it is stopped, its unit gone
         uuid = uf.read_text()
         assert wait_for(lambda: _unit_state(uuid) in ("inactive", ""), 20), uuid
         assert wait_for(lambda: "state=running" not in env("status", uuid).stdout, 20)
+    else:  # interrupted while preparing: nothing of it is left
+        assert set((env.data / "pods").glob("*/*")) == pods_before
 
 
 def test_daemon_reexec_during_a_run_returns_the_real_status(env: Rkt, aci: Path) -> None:

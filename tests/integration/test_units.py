@@ -103,7 +103,8 @@ def test_timer_enabled_and_active(installed: list[subprocess.CompletedProcess[st
 
 def test_tmpfiles(installed: list[subprocess.CompletedProcess[str]]) -> None:
     rkt_gid = grp.getgrnam("rkt").gr_gid
-    want = {DATA: 0o2750, DATA / "cas": 0o2775, DATA / "cas" / "db": 0o2775,
+    want = {DATA: 0o2750, DATA / "cas": 0o3775, DATA / "cas" / "db": 0o2775,
+            DATA / "cas" / "tmp": 0o3775, DATA / "locks": 0o3775,
             DATA / "cas" / "tree": 0o2700, DATA / "pods" / "exited-garbage": 0o2750}
     for path, mode in want.items():
         st = path.stat()

@@ -25,6 +25,7 @@ RKT = 4242
 @pytest.mark.parametrize(("role", "shared", "private"), [
     (Role.DATA_DIR, 0o2750, 0o755),
     (Role.DIR, 0o2775, 0o755),
+    (Role.STICKY_DIR, 0o3775, 0o755),
     (Role.PRIVATE_DIR, 0o2700, 0o700),
     (Role.FILE, 0o644, 0o644),
     (Role.SHARED_FILE, 0o664, 0o644),
@@ -72,9 +73,11 @@ def test_store_layout_with_group_rkt(tmp_path: Path, own_group: int) -> None:
     s.render(key)
     s.index.touch([key])  # a write: -wal and -shm exist while the connection is open
     assert _mode(paths.data) == 0o2750
-    for d in (paths.cas, paths.db_dir, paths.blob_dir, paths.blob(key).parent,
-              paths.manifest_dir, paths.cas_tmp, paths.cas_locks):
+    for d in (paths.db_dir, paths.blob_dir, paths.blob(key).parent, paths.manifest_dir):
         assert _mode(d) == 0o2775, d
+        assert d.stat().st_gid == own_group
+    for d in (paths.cas, paths.cas_tmp, paths.cas_locks):  # members cannot rename root's
+        assert _mode(d) == 0o3775, d
         assert d.stat().st_gid == own_group
     assert _mode(paths.tree_dir) == 0o2700
     for f in (paths.blob(key), paths.image_manifest(key)):
@@ -200,7 +203,8 @@ def test_each_first_command_makes_the_tmpfiles_d_layout(tmp_path: Path, own_grou
 
 def test_role_of_follows_tmpfiles_d(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    want = {Role.DATA_DIR: 0o2750, Role.DIR: 0o2775, Role.PRIVATE_DIR: 0o2700}
+    want = {Role.DATA_DIR: 0o2750, Role.DIR: 0o2775, Role.PRIVATE_DIR: 0o2700,
+            Role.STICKY_DIR: 0o3775}
     for rel, mode in _tmpfiles_dirs().items():
         role = perms.role_of(data, data / rel)
         assert want[role] == mode, rel
