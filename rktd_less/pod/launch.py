@@ -127,6 +127,24 @@ def _exit_status(code: int, status: int) -> int:
     return status if code == 1 else 128 + status
 
 
+NUDGES = 60  # seconds of asking again while a stopped pod has not ended
+
+
+def pod_init(poddir: Path, unit: str) -> int | None:
+    """The PID of the pod's init, if it is still the one in ``unit``'s cgroup (never signal a
+    PID that was reused meanwhile)."""
+    from .info import pod_pid
+
+    pid = pod_pid(poddir)
+    if pid is None:
+        return None
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    return pid if f"/{unit}/" in cgroup else None
+
+
 class _Stopper:
     """SIGINT/SIGTERM/SIGHUP end a waiting ``rkt run``, stopping its pod: the first stops the
     pod's unit (the pod shuts down cleanly), the second kills it (SIGKILL), the third stops
@@ -134,8 +152,8 @@ class _Stopper:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self, sd: Systemd, unit: str) -> None:
-        self.sd, self.unit = sd, unit
+    def __init__(self, sd: Systemd, unit: str, poddir: Path) -> None:
+        self.sd, self.unit, self.poddir = sd, unit, poddir
         self.count = 0
         self.started = False
         loop = asyncio.get_running_loop()
@@ -163,11 +181,31 @@ class _Stopper:
             self._act(self.count)
 
     def _act(self, n: int) -> None:
-        aw = (self.sd.stop_unit(self.unit) if n == 1
-              else self.sd.kill_unit(self.unit, "all", signal.SIGKILL))
+        aw = (self._stop() if n == 1 else self.sd.kill_unit(self.unit, "all", signal.SIGKILL))
         task = asyncio.get_running_loop().create_task(_quiet(aw))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _stop(self) -> None:
+        """Stop the unit; while it has not ended, ask the pod's init to halt again each second.
+        nspawn passes the stop on as SIGRTMIN+3 to the pod's init, and one that comes while
+        the pod boots, before init handles that signal, is dropped by the kernel: the unit
+        then sat in stop-sigterm until systemd's 90 s stop timeout. (A second SIGTERM to nspawn
+        would kill the pod outright: its apps would not be stopped and recorded.)"""
+        await self.sd.stop_unit(self.unit)
+        for _ in range(NUDGES):
+            await asyncio.sleep(1.0)
+            if self.count > 1:
+                return  # killed meanwhile
+            st = await self.sd.status(self.unit)
+            if st is None or st.ended:
+                return
+            pid = pod_init(self.poddir, self.unit)
+            if pid is not None:
+                log.debug("%s still %s: halt request to its init again", self.unit,
+                          st.sub_state)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGRTMIN + 3)
 
     async def until_given_up(self, aw: Awaitable[T]) -> T:
         """``aw``'s result, unless a third signal came first (then PodError)."""
@@ -222,7 +260,7 @@ async def _run_unit(launch: Launch, lock_fd: int, fds: Sequence[int]) -> int:
 
     unit = unit_name(launch.uuid)
     sd = await Systemd.connect()
-    stopper = _Stopper(sd, unit)
+    stopper = _Stopper(sd, unit, launch.poddir)
     try:
         job = await _start_pod_unit(sd, launch, fds, foreground=True)
         stopper.unit_started()
@@ -251,7 +289,7 @@ async def _start_detached(launch: Launch, lock_fd: int) -> str:
 
     unit = unit_name(launch.uuid)
     sd = await Systemd.connect()
-    stopper = _Stopper(sd, unit)
+    stopper = _Stopper(sd, unit, launch.poddir)
     try:
         job = await _start_pod_unit(sd, launch, (), foreground=False)
         # interrupted while waiting: do not leave a half-started pod behind

@@ -37,6 +37,9 @@ EOF_SHOW
     # has no main status: the app failed all the same.
     if [ "$st" = 0 ] && [ "$main_pid" = 0 ] && [ "$result" != success ]; then
         st=1
+    # One that never started and did not fail: the pod was stopped before the app ran.
+    elif [ "$main_pid" = 0 ] && [ "$code" = 0 ]; then
+        st=143
     fi
 else
     # The pod's systemd no longer answers: it is in its last steps of going down (apps and

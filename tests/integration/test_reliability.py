@@ -101,7 +101,7 @@ def test_sigterm_ends_a_waiting_run_and_its_pod(env: Rkt, aci: Path) -> None:
     assert (st["state"], st["app-busybox"]) == ("exited", "143")
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.3, 0.6])
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.3, 0.4, 0.6, 1.0])
 def test_sigint_at_any_moment_of_the_start_ends_the_run(env: Rkt, aci: Path,
                                                         delay: float) -> None:
     """A signal while the pod is being prepared or its unit started: still ends it all."""
@@ -112,10 +112,13 @@ def test_sigint_at_any_moment_of_the_start_ends_the_run(env: Rkt, aci: Path,
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
     try:
-        code = p.wait(timeout=60)
+        code = p.wait(timeout=30)
     finally:
         p.kill()
-    assert code != 0  # interrupted: never a success
+    # interrupted: killed by it before Python handles SIGINT, 130 while preparing, 143
+    # (terminated) once the pod was started; and soon (a stop while the pod booted was lost:
+    # the unit waited out systemd's 90 s stop timeout)
+    assert code in (-signal.SIGINT, 130, 143), code
     if uf.exists():  # the pod was made: it is stopped, its unit gone
         uuid = uf.read_text()
         assert wait_for(lambda: _unit_state(uuid) in ("inactive", ""), 20), uuid
