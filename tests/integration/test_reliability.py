@@ -101,6 +101,22 @@ def test_sigterm_ends_a_waiting_run_and_its_pod(env: Rkt, aci: Path) -> None:
     assert (st["state"], st["app-busybox"]) == ("exited", "143")
 
 
+def test_a_second_signal_kills_a_pod_that_ignores_the_stop(env: Rkt, aci: Path) -> None:
+    uf = env.uuid_file()
+    p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", IMAGE, "--exec", "/bin/sh", "--",
+                  "-c", 'trap "" TERM INT HUP; echo ready; while :; do sleep 0.1; done')
+    assert p.stdout is not None
+    assert p.stdout.readline() == "ready\n"
+    p.send_signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):  # the app ignores it: the pod waits
+        p.wait(timeout=2)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 137  # killed
+    uuid = uf.read_text()
+    assert wait_for(lambda: _unit_state(uuid) in ("inactive", ""), 20)
+    assert "state=exited" in env("status", uuid).stdout
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.2, 0.3, 0.4, 0.6, 1.0])
 def test_sigint_at_any_moment_of_the_start_ends_the_run(env: Rkt, aci: Path,
                                                         delay: float) -> None:
