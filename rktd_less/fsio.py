@@ -1,11 +1,25 @@
-"""Replacing a small file whole: write a temp file next to it, then rename over it, so a reader
-sees the old content or the new, never half of it. Standard library only (stage1 imports it on
-the pod start path)."""
+"""Small file-system primitives shared by pods and the store: replacing a small file whole (a
+temp file next to it, then a rename over it, so a reader sees the old content or the new,
+never half of it) and taking an flock without waiting. Standard library only (stage1 and
+`rkt list` import it on their start paths)."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from pathlib import Path
+
+
+def try_lock(fd: int, exclusive: bool = True) -> bool:
+    """Take an flock on ``fd`` without waiting; False when another process holds it."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
 
 
 def replace_file(path: Path, data: bytes | str, *, mode: int = 0o644,

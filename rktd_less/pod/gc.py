@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fsio import try_lock
 from ..host import mount
 from ..paths import Paths
 from . import names, poddir
@@ -78,7 +79,7 @@ def _lock(ref: PodRef) -> int | None:
         fd = poddir.open_dir(ref.path)
     except FileNotFoundError:
         return None
-    if not poddir.try_lock(fd):
+    if not try_lock(fd):
         os.close(fd)
         return None
     return fd

@@ -9,7 +9,6 @@ see ENOENT and move on.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Ambiguous, NotFound, PodError, UsageError
+from ..fsio import try_lock
 from ..ids import is_full_uuid, new_pod_uuid
 from ..paths import POD_PHASES, Paths
 from .state import PodState, derive_state
@@ -43,16 +43,6 @@ def ensure_layout(paths: Paths) -> None:
 
 def open_dir(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def try_lock(fd: int, exclusive: bool = True) -> bool:
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return False
-        raise
-    return True
 
 
 def is_locked(path: Path) -> bool:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PermissionDenied, RktError, StoreError
+from ..fsio import try_lock
 from .perms import Role, apply_fd, current, role_of
 
 DIR_MODE = 0o755  # without group rkt; see perms.decide
@@ -120,9 +121,7 @@ def try_flock(path: Path) -> int | None:
     """A descriptor holding an exclusive flock on ``path`` (created if needed), or None when
     another process holds it. Closing the descriptor releases it."""
     fd = _open_lock(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not try_lock(fd):
         os.close(fd)
         return None
     return fd

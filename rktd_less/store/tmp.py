@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import StoreError
+from ..fsio import try_lock
 from ..paths import Paths
 from .lock import ensure_dir, flocked, try_flock
 
@@ -140,9 +141,7 @@ def _stale_entry(tmp_fd: int, name: str, is_dir: bool) -> int | None:
                      | (os.O_DIRECTORY if is_dir else 0), dir_fd=tmp_fd)
     except OSError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    if not try_lock(fd):
         os.close(fd)
         return None
     return fd

@@ -163,7 +163,7 @@ class Systemd:
                      f"type='signal',sender='{DBUS}',interface='{DBUS}',"
                      f"member='NameOwnerChanged',arg0='{SD}'",
                      *self._matches):
-            await self._raw_call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule])
+            await self._match_call("AddMatch", rule)
 
     async def _subscribe(self) -> None:
         try:
@@ -172,16 +172,19 @@ class Systemd:
             if not e.name.endswith(".AlreadySubscribed"):
                 raise
 
+    async def _match_call(self, member: str, rule: str) -> None:
+        """AddMatch/RemoveMatch at the bus daemon."""
+        await self._raw_call(DBUS, "/org/freedesktop/DBus", DBUS, member, "s", [rule])
+
     async def _add_match(self, rule: str) -> None:
         self._matches.append(rule)
-        await self._raw_call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule])
+        await self._match_call("AddMatch", rule)
 
     async def _remove_match(self, rule: str) -> None:
         with contextlib.suppress(ValueError):
             self._matches.remove(rule)
         with contextlib.suppress(BusCallError):
-            await self._raw_call(DBUS, "/org/freedesktop/DBus", DBUS, "RemoveMatch", "s",
-                                 [rule])
+            await self._match_call("RemoveMatch", rule)
 
     # --- calls ---------------------------------------------------------------
     async def _raw_call(self, dest: str, path: str, iface: str, member: str, sig: str,

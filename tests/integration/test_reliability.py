@@ -87,13 +87,19 @@ def test_concurrent_foreground_runs_all_return_while_gc_runs(env: Rkt, aci: Path
     assert "running" not in env("list", "--no-legend").stdout
 
 
-def test_sigterm_ends_a_waiting_run_and_its_pod(env: Rkt, aci: Path) -> None:
+def _run_until_ready(env: Rkt, script: str) -> tuple[subprocess.Popen[str], str]:
+    """A foreground run of ``script`` (which prints "ready" first), once it printed that;
+    and its pod's UUID."""
     uf = env.uuid_file()
     p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", IMAGE, "--exec", "/bin/sh", "--",
-                  "-c", "echo ready; exec sleep 600")
+                  "-c", script)
     assert p.stdout is not None
     assert p.stdout.readline() == "ready\n"
-    uuid = uf.read_text()
+    return p, uf.read_text()
+
+
+def test_sigterm_ends_a_waiting_run_and_its_pod(env: Rkt, aci: Path) -> None:
+    p, uuid = _run_until_ready(env, "echo ready; exec sleep 600")
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 143  # the app was terminated: not a success
     assert wait_for(lambda: _unit_state(uuid) in ("inactive", ""), 20)
@@ -102,17 +108,12 @@ def test_sigterm_ends_a_waiting_run_and_its_pod(env: Rkt, aci: Path) -> None:
 
 
 def test_a_second_signal_kills_a_pod_that_ignores_the_stop(env: Rkt, aci: Path) -> None:
-    uf = env.uuid_file()
-    p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", IMAGE, "--exec", "/bin/sh", "--",
-                  "-c", 'trap "" TERM INT HUP; echo ready; while :; do sleep 0.1; done')
-    assert p.stdout is not None
-    assert p.stdout.readline() == "ready\n"
+    p, uuid = _run_until_ready(env, 'trap "" TERM INT HUP; echo ready; while :; do sleep 0.1; done')
     p.send_signal(signal.SIGTERM)
     with pytest.raises(subprocess.TimeoutExpired):  # the app ignores it: the pod waits
         p.wait(timeout=2)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 137  # killed
-    uuid = uf.read_text()
     assert wait_for(lambda: _unit_state(uuid) in ("inactive", ""), 20)
     assert "state=exited" in env("status", uuid).stdout
 
