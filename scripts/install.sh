@@ -18,7 +18,7 @@ apt-get update -qq
 # gpg gpg-agent: signature checks (python-gnupg runs gpg) and the tests' signing keys;
 # ca-certificates: HTTPS fetches; openssl zstd: the tests' certificates and zstd layers.
 apt-get install -y -qq systemd systemd-container dbus busybox-static libsystemd-dev pkg-config \
-    gcc python3-dev python3-venv util-linux tar gzip bzip2 xz-utils \
+    gcc libc6-dev python3-dev python3-venv util-linux tar gzip bzip2 xz-utils \
     docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd >/dev/null
 
 if [ ! -x .venv/bin/python ]; then

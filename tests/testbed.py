@@ -158,6 +158,10 @@ def nspawn_argv(nspawn: str, name: str, root: Path, binds: Sequence[str]) -> lis
     return [
         nspawn, "--quiet", "-D", str(root), f"--machine={name}", "--boot", "--register=no",
         "--keep-unit", "--private-network", "--console=read-only", "--link-journal=no",
+        # As on a machine whose PID 1 is systemd: bpf() reachable, so the bed's systemd and the
+        # pods' (which rkt-less also lets use it) can attach the device programs of
+        # DevicePolicy=. nspawn's own filter refuses it to everything in the bed otherwise.
+        "--system-call-filter=bpf",
         *(f"--bind={b}" for b in binds),
     ]  # fmt: skip
 

@@ -50,6 +50,8 @@ FLAGS: dict[str, Flag] = {
     "net": Flag(Kind.STR, "host", "pod network", no_opt="default"),
     "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
     "hostname": Flag(Kind.STR, "", "pod hostname"),
+    "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent "
+                                  "(the host's)"),
     "pull-policy": Flag(Kind.STR, "new", "never, new or update"),
     "uuid-file-save": Flag(Kind.STR, "", "write out pod UUID to specified file"),
     "inherit-env": Flag(Kind.BOOL, False, "apps inherit all environment variables of rkt"),
@@ -84,6 +86,8 @@ def check_pod_flags(values: dict[str, Any], n_apps: int) -> None:
     if values["net"] not in ("host", "none"):
         raise UsageError(f'network "{values["net"]}" is not available yet',
                          hint="use --net=host or --net=none")
+    if values.get("ipc", "auto") not in ("auto", "private", "parent"):
+        raise UsageError(f'invalid --ipc "{values["ipc"]}"', hint="auto, private or parent")
     if values["interactive"] and n_apps != 1:
         raise UsageError("interactive option only supports one image")
     if values.get("detach"):
@@ -226,7 +230,9 @@ def launch_pod(ctx: Context, uuid: str, path: Path, lock_fd: int, entrypoint: Pa
         uuid=uuid, poddir=path, entrypoint=entrypoint,
         args=launch.stage1_run_args(uuid, debug=ctx.debug, net=values["net"],
                                     interactive=values["interactive"],
-                                    hostname=values["hostname"] or None),
+                                    hostname=values["hostname"] or None,
+                                    insecure=ctx.insecure.options,
+                                    ipc=values.get("ipc", "auto")),
         interactive=values["interactive"])
     if values.get("detach"):
         return _detach(ctx, lx, lock_fd)

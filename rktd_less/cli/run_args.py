@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..appc.isolators import AppIsolatorFlags, from_flags
 from ..errors import UsageError
 from ..pod.prepare import AppRequest
 from .flags import Flag, Kind, defaults, take_flag
@@ -23,6 +24,17 @@ APP_FLAGS: dict[str, Flag] = {
     "readonly-rootfs": Flag(Kind.BOOL, False, "mount the app's rootfs read-only"),
     "signature": Flag(Kind.STR, None, "local signature file for the image"),
     "mount": Flag(Kind.MULTI, [], "mount a pod volume into this app: volume=NAME,target=PATH"),
+    "memory": Flag(Kind.STR, None, "memory limit for the app: 50M, 1Gi, ..."),
+    "cpu": Flag(Kind.STR, None, "CPU limit for the app in cores: 500m = half a core"),
+    "cpu-shares": Flag(Kind.STR, None, "CPU shares of the app, 2..262144"),
+    "oom-score-adj": Flag(Kind.STR, None, "OOM score adjustment of the app, -1000..1000"),
+    "caps-retain": Flag(Kind.STR, None, "capabilities the app keeps: CAP_A,CAP_B (only these)"),
+    "caps-remove": Flag(Kind.STR, None, "capabilities taken from the app's default set"),
+    "seccomp": Flag(Kind.STR, None,
+                    "seccomp filter: mode=retain|remove[,errno=ENAME],SYSCALL|@GROUP,..."),
+    "annotation": Flag(Kind.MULTI, [], "set an annotation of the app: NAME=VALUE"),
+    "user-annotation": Flag(Kind.MULTI, [], "set a user annotation of the app: NAME=VALUE"),
+    "user-label": Flag(Kind.MULTI, [], "set a user label of the app: NAME=VALUE"),
 }
 
 
@@ -51,8 +63,27 @@ def _gids(items: Sequence[str]) -> tuple[int, ...] | None:
     return tuple(int(g) for g in items)
 
 
+def _kv(flag: str, items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not eq or not k:
+            raise UsageError(f'invalid format of --{flag} flag "{item}"',
+                             hint=f"--{flag}=NAME=VALUE")
+        out.append((k, v))
+    return tuple(out)
+
+
 def _app(image: str, v: Mapping[str, Any], args: list[str] | None) -> AppRequest:
+    flags = AppIsolatorFlags(
+        memory=v["memory"], cpu=v["cpu"], cpu_shares=v["cpu-shares"],
+        oom_score_adj=v["oom-score-adj"], caps_retain=v["caps-retain"],
+        caps_remove=v["caps-remove"], seccomp=v["seccomp"])
+    from_flags(flags)  # checked here: a bad flag fails before any image is fetched
     return AppRequest(
+        isolator_flags=flags, annotations=_kv("annotation", v["annotation"]),
+        user_annotations=_kv("user-annotation", v["user-annotation"]),
+        user_labels=_kv("user-label", v["user-label"]),
         image=image, name=v["name"], exec_=v["exec"],
         args=tuple(args) if args is not None else None,
         user=v["user"], group=v["group"], working_dir=v["working-dir"],

@@ -13,11 +13,12 @@ from .run import check_pod_flags, launch_pod
 
 SHORT = "Run a prepared application pod in rkt"
 USAGE = ("Usage:\n  rkt run-prepared [--net=host|none] [--interactive] [--hostname=NAME] "
-         "[--detach] UUID")
+         "[--ipc=auto|private|parent] [--detach] UUID")
 FLAGS: dict[str, Flag] = {
     "net": Flag(Kind.STR, "host", "pod network", no_opt="default"),
     "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
     "hostname": Flag(Kind.STR, "", "pod hostname"),
+    "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent"),
     "detach": Flag(Kind.BOOL, False, "start the pod as a service and return once it is up"),
 }
 

@@ -50,8 +50,10 @@ class Launch:
 
 
 def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
-                    hostname: str | None) -> tuple[str, ...]:
-    """rkt's stage0 → stage1 run arguments (reference §2.1), in rkt's order."""
+                    hostname: str | None, insecure: frozenset[str] = frozenset(),
+                    ipc: str = "auto") -> tuple[str, ...]:
+    """rkt's stage0 → stage1 run arguments (reference §2.1), in rkt's order. ``insecure``:
+    the --insecure-options in effect; capabilities/paths/seccomp become stage1's --disable-*."""
     args = []
     if debug:
         args.append("--debug")
@@ -60,6 +62,12 @@ def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
         args.append("--interactive")
     if hostname:
         args.append(f"--hostname={hostname}")
+    for opt, flag in (("capabilities", "--disable-capabilities-restriction"),
+                      ("paths", "--disable-paths"), ("seccomp", "--disable-seccomp")):
+        if opt in insecure:
+            args.append(flag)
+    if ipc != "auto":
+        args.append(f"--ipc={ipc}")
     args.append(uuid)
     return tuple(args)
 
@@ -82,6 +90,10 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
         ("CollectMode", "s", "inactive-or-failed"),
         ("WorkingDirectory", "s", str(launch.poddir)),
         ("Environment", "as", ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"]),
+        # What nspawn asks for its own scope (and systemd-nspawn@.service): the pod reaches
+        # the pseudo devices, its ptys and tun, no other device of the machine
+        ("DevicePolicy", "s", "closed"),
+        ("DeviceAllow", "a(ss)", [["/dev/net/tun", "rwm"], ["char-pts", "rw"]]),
         ("ExecStart", "a(sasb)", [[argv[0], argv, False]]),
     ]
     if add_ref:

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..appc import isolators as iso
+from ..appc.isolators import AppIsolatorFlags
+from ..errors import RktError, UsageError
 from ..fsio import replace_file
 from .volumes import implicit_volumes, prepare_volumes
 
@@ -31,6 +33,10 @@ class AppRequest:
     signature: str | None = None
     mounts: tuple[dict[str, Any], ...] = ()  # --mount after this image
     supplementary_gids: tuple[int, ...] | None = None
+    isolator_flags: AppIsolatorFlags = field(default_factory=AppIsolatorFlags)
+    annotations: tuple[tuple[str, str], ...] = ()  # --annotation: the pod manifest app's
+    user_annotations: tuple[tuple[str, str], ...] = ()
+    user_labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,18 @@ def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> dict[str, Any]:
     env.update(dict(req.environment))
     if env:
         app["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+    try:
+        isolators = iso.check_all(iso.merge(iso.check_all(img_app.get("isolators") or []),
+                                            req.isolator_flags))
+    except RktError as e:
+        raise iso.as_error(e, _image_name(r.manifest)) from None
+    if isolators:
+        app["isolators"] = isolators
+    if req.user_annotations:
+        app["userAnnotations"] = {**(img_app.get("userAnnotations") or {}),
+                                  **dict(req.user_annotations)}
+    if req.user_labels:
+        app["userLabels"] = {**(img_app.get("userLabels") or {}), **dict(req.user_labels)}
     return app
 
 
@@ -137,7 +155,7 @@ def pod_manifest(plan: PodPlan) -> dict[str, Any]:
             "app": runtime_app(r, plan),
             "readOnlyRootFS": r.request.readonly_rootfs,
             "mounts": _mounts(plan.mounts, r.request.mounts),
-            "annotations": [],
+            "annotations": [{"name": k, "value": v} for k, v in r.request.annotations],
         })
     volumes: list[dict[str, Any]] = [dict(v) for v in plan.volumes]
     vol_names = [v["name"] for v in volumes]

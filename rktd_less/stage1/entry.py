@@ -15,11 +15,13 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ..appc import isolators as iso
 from ..errors import RktError
 from ..fsio import replace_file
 from ..host.cgroup import own_service
@@ -28,6 +30,7 @@ from ..pod.info import is_ready
 from ..pod.volumes import safe_target, volume_source
 from . import apps as appmod
 from . import units
+from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
 from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
 
 RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "opt/stage2", "etc/systemd/system")
@@ -64,8 +67,19 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     replace_file(path, text, mode=mode)  # rewritten at every start: no fsync on the way up
 
 
+def _isolators(ra: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The app's isolators from the pod manifest (stage0 merged the image's and the flags'),
+    or the image's where the pod manifest has no app (--pod-manifest), checked again."""
+    app = ra.get("app") or manifest.get("app") or {}
+    try:
+        return iso.check_all(app.get("isolators") or [])
+    except RktError as e:
+        raise iso.as_error(e, str(ra.get("name"))) from None
+
+
 def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
-              interactive: bool) -> tuple[units.AppUnit, list[tuple[str, str]]]:
+              interactive: bool, relax: Relax, private_network: bool,
+              devices: list[DeviceMount]) -> tuple[units.AppUnit, list[tuple[str, str]]]:
     name = ra["name"]
     app = ra.get("app") or manifest.get("app") or {}
     env = appmod.app_env(name, app.get("environment", []))
@@ -86,14 +100,18 @@ def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
         working_dir=app.get("workingDirectory") or "/",
         read_only_rootfs=bool(ra.get("readOnlyRootFS")), interactive=interactive,
         pre_start=handlers.get("pre-start", ()), post_stop=handlers.get("post-stop", ()),
-        supports_notify=notify)
+        supports_notify=notify,
+        confinement=tuple(service_lines(name, _isolators(ra, manifest), uid, relax,
+                                        private_network=private_network, devices=devices)))
     return unit, env
 
 
 def _mount_volumes(poddir: Path, approot: Path, ra: dict[str, Any],
-                   volumes: dict[str, dict[str, Any]], mount: Any) -> None:
+                   volumes: dict[str, dict[str, Any]], mount: Any) -> list[DeviceMount]:
     """Bind each of the app's mounts (a host dir or the pod's empty volume) into its rootfs,
-    read-only where the volume or the mount says so."""
+    read-only where the volume or the mount says so. Returns the device files among them, which
+    the app's DevicePolicy=closed must allow."""
+    devices = []
     for m in ra.get("mounts", []) or []:
         vol = volumes.get(m["volume"])
         if vol is None:
@@ -105,8 +123,11 @@ def _mount_volumes(poddir: Path, approot: Path, ra: dict[str, Any],
         elif not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch()
-        mount.bind(src, target, recursive=bool(vol.get("recursive", True)),
-                   readonly=bool(vol.get("readOnly")) or bool(m.get("readOnly")))
+        readonly = bool(vol.get("readOnly")) or bool(m.get("readOnly"))
+        mount.bind(src, target, recursive=bool(vol.get("recursive", True)), readonly=readonly)
+        if stat.S_ISCHR(src.stat().st_mode) or stat.S_ISBLK(src.stat().st_mode):
+            devices.append(DeviceMount("/" + str(target.relative_to(approot)), readonly))
+    return devices
 
 
 def run(args: list[str]) -> int:
@@ -124,6 +145,9 @@ def run(args: list[str]) -> int:
     interactive = opts.get("interactive") == "true"
     stdin_stream = interactive and not os.isatty(0)
     interactive = interactive and not stdin_stream
+    relax = Relax(capabilities=opts.get("disable-capabilities-restriction") == "true",
+                  paths=opts.get("disable-paths") == "true",
+                  seccomp=opts.get("disable-seccomp") == "true")
     lock_fd = _lock_pod(poddir)
     pod = json.loads((poddir / "pod").read_text())
     data = poddir.parents[2]
@@ -137,6 +161,7 @@ def run(args: list[str]) -> int:
         (root / d).mkdir(parents=True, exist_ok=True)
 
     app_units: list[units.AppUnit] = []
+    apps_caps: list[tuple[str, ...]] = []
     stdin_fifo: Path | None = None  # with stdin_stream: the (one) app's stdin FIFO
     volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
     for ra in pod.get("apps", []):
@@ -151,14 +176,17 @@ def run(args: list[str]) -> int:
             p = approot / d
             if not os.path.lexists(p):
                 p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
-        _mount_volumes(poddir, approot, ra, volumes, mount)
+        devices = _mount_volumes(poddir, approot, ra, volumes, mount)
         if ra.get("readOnlyRootFS"):
             # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
             # were made; its volumes are mounts of their own and keep their own flags
             mount.remount_readonly(approot)
         manifest_bytes = (info / "manifest").read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
-        unit, env = _app_unit(ra, approot, json.loads(manifest_bytes), interactive)
+        img_manifest = json.loads(manifest_bytes)
+        unit, env = _app_unit(ra, approot, img_manifest, interactive, relax, net == "none",
+                              devices)
+        apps_caps.append(app_capabilities(_isolators(ra, img_manifest)))
         if stdin_stream:  # --interactive takes exactly one app
             unit = dataclasses.replace(unit, stdin_fifo=True)
             stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
@@ -191,9 +219,13 @@ def run(args: list[str]) -> int:
                       register=_systemd_booted(),
                       # in the pod's transient unit, or a unit whose ExecStart is rkt
                       keep_unit=own_service() is not None,
-                      private_network=(net == "none"), debug=debug)
+                      private_network=(net == "none"), debug=debug,
+                      capability_args=tuple(pod_capability_args(apps_caps, relax)))
     argv = nspawn_argv(plan)
-    ns_env = nspawn_env(debug)
+    ipc = opts.get("ipc", "auto")
+    if ipc not in ("auto", "private", "parent"):
+        raise RktError(f"invalid --ipc {ipc!r}", hint="auto, private or parent")
+    ns_env = nspawn_env(debug, writable_api_vfs=relax.paths, ipc=ipc)
     if "NOTIFY_SOCKET" in os.environ:  # --notify-ready=yes forwards the pod's READY=1 there
         ns_env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
     os.environ.clear()

@@ -19,6 +19,7 @@ class NspawnPlan:
     keep_unit: bool = True  # we run as the main process of a systemd service
     private_network: bool = False
     debug: bool = False
+    capability_args: tuple[str, ...] = ()  # stage1/confine.pod_capability_args
 
 
 def nspawn_argv(plan: NspawnPlan) -> list[str]:
@@ -43,6 +44,11 @@ def nspawn_argv(plan: NspawnPlan) -> list[str]:
         "--bind-ro=/usr",
         f"--console={'interactive' if plan.interactive else 'read-only'}",
         "--private-network" if plan.private_network else "",
+        *plan.capability_args,
+        # nspawn's own filter refuses bpf(), and without it the pod's systemd cannot attach
+        # the device programs of DevicePolicy= (cgroup2): it would silently not apply them.
+        # The apps' own filters keep refusing bpf().
+        "--system-call-filter=bpf",
         "--",
         "systemd.firstboot=off",
         "--show-status=0",
@@ -51,7 +57,8 @@ def nspawn_argv(plan: NspawnPlan) -> list[str]:
     return [a for a in argv if a]
 
 
-def nspawn_env(debug: bool = False) -> dict[str, str]:
+def nspawn_env(debug: bool = False, writable_api_vfs: bool = False,
+               ipc: str = "private") -> dict[str, str]:
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         # With /usr bind-mounted nspawn cannot see the stage1's systemd version and would fall
@@ -61,4 +68,8 @@ def nspawn_env(debug: bool = False) -> dict[str, str]:
     }
     if not debug:
         env["SYSTEMD_LOG_LEVEL"] = "err"
+    if ipc == "parent":  # rkt's --ipc=parent: the pod shares the host's IPC namespace
+        env["SYSTEMD_NSPAWN_SHARE_NS_IPC"] = "1"
+    if writable_api_vfs:  # --insecure-options=paths, as rkt: /proc/sys etc. not read-only
+        env["SYSTEMD_NSPAWN_API_VFS_WRITABLE"] = "yes"
     return env

@@ -30,6 +30,7 @@ class AppUnit:
     stdin_fifo: bool = False  # --interactive without a terminal: stdin from /rkt/iomux/<app>.stdin
     pre_start: tuple[str, ...] = ()  # appc eventHandlers "pre-start" exec, resolved
     post_stop: tuple[str, ...] = ()  # appc eventHandlers "post-stop" exec, resolved
+    confinement: tuple[str, ...] = ()  # [Service] lines from stage1/confine.py
 
     @property
     def has_handlers(self) -> bool:
@@ -128,8 +129,7 @@ def app_service(app: AppUnit) -> str:
         svc.append("NotifyAccess=all")
     if app.supplementary_gids:
         svc.append("SupplementaryGroups=" + " ".join(str(g) for g in app.supplementary_gids))
-    if app.uid != 0:
-        svc.append("NoNewPrivileges=yes")
+    svc += app.confinement
     if app.interactive:
         svc += ["StandardInput=tty", "StandardOutput=tty", "StandardError=tty",
                 "TTYPath=/dev/console", "TTYReset=yes"]

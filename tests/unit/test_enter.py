@@ -9,6 +9,7 @@ import pytest
 from rktd_less.cli.enter import app_name
 from rktd_less.errors import NotFound, PodError, UsageError
 from rktd_less.stage1 import enter
+from rktd_less.stage1.confine import Relax, service_lines
 from rktd_less.stage1.units import AppUnit, app_service
 
 
@@ -16,7 +17,8 @@ def _unit(uid: int = 1000) -> str:
     return app_service(AppUnit(name="web", image_name="example.com/web", argv=("/bin/web",),
                                uid=uid, gid=100, supplementary_gids=(5,), working_dir="/srv",
                                read_only_rootfs=True, interactive=False,
-                               supports_notify=False))
+                               supports_notify=False,
+                               confinement=tuple(service_lines("web", [], uid, Relax()))))
 
 
 def test_parse_args_contract() -> None:
@@ -39,6 +41,9 @@ def test_service_properties_copy_confinement_not_io() -> None:
     assert "User=1000" in props and "Group=100" in props
     assert "EnvironmentFile=/rkt/env/web" in props and "MountAPIVFS=yes" in props
     assert "NoNewPrivileges=yes" in props
+    # every confinement setting of the app (rkt enter CVE-2019-10144/10145/10147)
+    for line in service_lines("web", [], 1000, Relax()):
+        assert line in props, line
     assert "SupplementaryGroups=5" in props and "WorkingDirectory=/srv" in props
     keys = {p.split("=", 1)[0] for p in props}
     assert not keys & {"ExecStart", "Type", "StandardOutput", "StandardInput", "Restart",

@@ -17,7 +17,7 @@ def test_app_service_has_root_identity_and_output() -> None:
     assert "RootDirectory=/opt/stage2/web/rootfs" in text
     assert "SyslogIdentifier=web" in text
     assert "User=1000" in text and "Group=100" in text
-    assert "NoNewPrivileges=yes" in text  # rkt: non-root apps get no-new-privs
+    # no-new-privs and the rest of the confinement: tests/unit/test_stage1_confine.py
     assert 'ExecStart="/bin/sh" "-c" "echo $$HOME 100%%"' in text
     assert "StandardOutput=file:/rkt/iomux/web" in text
     assert "iomux@web.service" in text
@@ -129,6 +129,9 @@ def test_transient_unit_properties() -> None:
                                                        pass_stdio=True, notify=False)}
     assert props["Slice"] == ("s", "machine.slice")
     assert props["Delegate"] == ("b", True)
+    # as nspawn's own scope: no device of the machine but pseudo devices, ptys and tun
+    assert props["DevicePolicy"] == ("s", "closed")
+    assert props["DeviceAllow"] == ("a(ss)", [["/dev/net/tun", "rwm"], ["char-pts", "rw"]])
     assert props["Type"] == ("s", "exec")
     assert props["ExecStart"] == ("a(sasb)", [["/t/rootfs/init",
                                                ["/t/rootfs/init", "--debug", "--net=host", "u"],

@@ -1,0 +1,1 @@
+"""What stage0 and every stage1 share (rkt's common/): pure data and readers."""
