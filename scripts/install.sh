@@ -17,9 +17,12 @@ apt-get update -qq
 # docker-registry skopeo apache2-utils (htpasswd): the docker:// fetch tests' loopback registry;
 # gpg gpg-agent: signature checks (python-gnupg runs gpg) and the tests' signing keys;
 # ca-certificates: HTTPS fetches; openssl zstd: the tests' certificates and zstd layers.
+# libc6-dev: the confinement tests build a static probe; swtpm tpm2-tools: the TPM tests' throw-away
+# software TPM and an independent PCR reader.
 apt-get install -y -qq systemd systemd-container dbus busybox-static libsystemd-dev pkg-config \
     gcc libc6-dev python3-dev python3-venv util-linux tar gzip bzip2 xz-utils \
-    docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd >/dev/null
+    docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd \
+    swtpm swtpm-tools tpm2-tools >/dev/null
 
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv .venv

@@ -45,6 +45,8 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     tree = (info / "treeStoreID").read_text().strip()
     upper = ref.path / "overlay" / tree / "upper" / app
     lower = ctx.paths.tree(tree) / "rootfs"
+    if not (ref.path / "overlay-prepared").exists():  # --no-overlay: the app's own copy
+        upper = lower = ref.path / "stage1" / "rootfs" / "opt" / "stage2" / app / "rootfs"
     if not lower.is_dir():
         raise PodError(f'the image tree of app "{app}" is gone (image gc?)')
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     try:
         shutil.copyfile(info / "manifest", stage / "manifest")
         (stage / "rootfs").mkdir()
-        layers = [upper, lower] if upper.is_dir() else [lower]
+        layers = [upper, lower] if upper.is_dir() and upper != lower else [lower]
         code = run_over_overlay(layers, stage / "rootfs",
                                 ["tar", "-c", "-f", str(tmp_out), "-C", str(stage),
                                  "--numeric-owner", "--xattrs", "--xattrs-include=*",

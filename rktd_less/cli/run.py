@@ -6,13 +6,13 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import PodError, RktError, UsageError
 from ..fetch.resolve import resolve_image
-from ..pod import launch, names, poddir
+from ..pod import launch, names, poddir, userns
 from ..pod.prepare import PodPlan, ResolvedApp, pod_manifest, stage1_entrypoint, write_pod_dir
 from ..stage1.image import ensure_default
 from .context import Context
@@ -53,6 +53,8 @@ FLAGS: dict[str, Flag] = {
     "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent "
                                   "(the host's)"),
     "pull-policy": Flag(Kind.STR, "new", "never, new or update"),
+    "no-overlay": Flag(Kind.BOOL, False, "disable overlay filesystem: copy the images"),
+    "private-users": Flag(Kind.BOOL, False, "run within user namespaces (needs --no-overlay)"),
     "uuid-file-save": Flag(Kind.STR, "", "write out pod UUID to specified file"),
     "inherit-env": Flag(Kind.BOOL, False, "apps inherit all environment variables of rkt"),
     "set-env": Flag(Kind.MULTI, [], "an environment variable for all apps: NAME=VALUE"),
@@ -88,6 +90,9 @@ def check_pod_flags(values: dict[str, Any], n_apps: int) -> None:
                          hint="use --net=host or --net=none")
     if values.get("ipc", "auto") not in ("auto", "private", "parent"):
         raise UsageError(f'invalid --ipc "{values["ipc"]}"', hint="auto, private or parent")
+    if values.get("private-users") and not values.get("no-overlay"):
+        raise UsageError("cannot use both overlay and user namespace: not implemented yet",
+                         hint="Try --no-overlay")
     if values["interactive"] and n_apps != 1:
         raise UsageError("interactive option only supports one image")
     if values.get("detach"):
@@ -167,7 +172,9 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
             names.claim(ctx.paths, name, embryo.uuid)
             names.record(embryo.path, name)
         write_pod_dir(embryo.path, manifest, trees, stage1_tree, s1_manifest,
-                      store.tree_rootfs)
+                      store.tree_rootfs, overlay=not values.get("no-overlay"),
+                      private_users=(userns.random_range().serialize()
+                                     if values.get("private-users") else None))
     except BaseException:
         discard_embryo(ctx, embryo, values)
         raise
@@ -223,17 +230,65 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
     return ctx, values, embryo, entrypoint
 
 
+def stage1_args(ctx: Context, uuid: str, path: Path, values: dict[str, Any]
+                ) -> tuple[str, ...]:
+    return launch.stage1_run_args(uuid, debug=ctx.debug, net=values["net"],
+                                  private_users=_private_users(path),
+                                  interactive=values["interactive"],
+                                  hostname=values["hostname"] or None,
+                                  insecure=ctx.insecure.options,
+                                  ipc=values.get("ipc", "auto"))
+
+
+def measure_pod(ctx: Context, uuid: str, path: Path, values: dict[str, Any]) -> None:
+    _measure(ctx, path, stage1_args(ctx, uuid, path, values))
+
+
+def _measure(ctx: Context, path: Path, stage1_args: Sequence[str]) -> None:
+    """TPM measurement before the pod starts, where a TPM is configured (pod/measure.py)."""
+    from ..pod import measure
+
+    cfg = measure.load_config([ctx.config.system, ctx.config.local])
+    if cfg is None:
+        return
+    try:
+        pm = json.loads((path / "pod").read_text())
+        apps = [(str(a["name"]), str(a["image"]["id"])) for a in pm.get("apps", [])]
+        stage1 = (path / "stage1TreeStoreID").read_text().strip()
+        measure.measure(cfg, ctx.paths.locks, path, stage1, apps, stage1_args)
+    except (RktError, OSError, ValueError, KeyError) as e:
+        msg = getattr(e, "message", None) or str(e)
+        if cfg.policy == "require":
+            raise PodError(f"TPM measurement failed: {msg}",
+                           hint="the TPM policy is require: the pod does not run") from None
+        ctx.err(f"warning: TPM measurement failed, running the pod anyway: {msg}")
+
+
+def _private_users(path: Path) -> str | None:
+    """SHIFT:COUNT of a pod prepared with --private-users (rkt reads it at every start)."""
+    try:
+        text = (path / userns.PREPARED_FILE).read_text()
+    except FileNotFoundError:
+        return None
+    return userns.UidRange.parse(text).serialize()
+
+
+def _selinux_env() -> tuple[tuple[str, str], ...]:
+    """rkt: a pod of its own MCS level where SELinux and lxc_contexts are there."""
+    from ..common import selinux
+
+    labels = selinux.pod_labels()
+    if labels is None:
+        return ()
+    return ((selinux.ENV_CONTEXT, labels.process), (selinux.ENV_MOUNT_CONTEXT, labels.file))
+
+
 def launch_pod(ctx: Context, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
                values: dict[str, Any]) -> int:
     """Start a pod that is in ``run/`` and whose shared 'running' lock ``lock_fd`` holds."""
-    lx = launch.Launch(
-        uuid=uuid, poddir=path, entrypoint=entrypoint,
-        args=launch.stage1_run_args(uuid, debug=ctx.debug, net=values["net"],
-                                    interactive=values["interactive"],
-                                    hostname=values["hostname"] or None,
-                                    insecure=ctx.insecure.options,
-                                    ipc=values.get("ipc", "auto")),
-        interactive=values["interactive"])
+    lx = launch.Launch(uuid=uuid, poddir=path, entrypoint=entrypoint,
+                       args=stage1_args(ctx, uuid, path, values),
+                       interactive=values["interactive"], env=_selinux_env())
     if values.get("detach"):
         return _detach(ctx, lx, lock_fd)
     mode = launch.choose_mode()
@@ -305,6 +360,7 @@ def main_raw(args: list[str], spec: dict[str, Flag],
     ctx, values, embryo, entrypoint = prepare_from_args(args, spec, make_ctx)
     saved = None
     try:
+        measure_pod(ctx, embryo.uuid, embryo.path, values)  # TPM policy "require" may refuse
         saved = save_uuid(values, embryo.uuid)
         path = embryo.move("run")
         poddir.share_lock_for_run(embryo.fd, path)

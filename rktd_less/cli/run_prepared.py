@@ -9,7 +9,7 @@ from ..errors import PodError, UsageError
 from ..pod import poddir, stage1call
 from .context import Context
 from .flags import Flag, Kind
-from .run import check_pod_flags, launch_pod
+from .run import check_pod_flags, launch_pod, measure_pod
 
 SHORT = "Run a prepared application pod in rkt"
 USAGE = ("Usage:\n  rkt run-prepared [--net=host|none] [--interactive] [--hostname=NAME] "
@@ -36,6 +36,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{ref.uuid}" has no readable manifest') from e
     check_pod_flags(values, len(apps))
+    measure_pod(ctx, ref.uuid, ref.path, values)  # a refused pod stays prepared
     fd, path = poddir.lock_prepared(ctx.paths, ref)
     poddir.share_lock_for_run(fd, path)
     return launch_pod(ctx, ref.uuid, path, fd, entrypoint, values)

@@ -121,6 +121,9 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     if info.pid is not None:
         lines.append(f"pid={info.pid}")
     lines.append(f"exited={'true' if is_exited(info.state) else 'false'}")
+    tpm_log = ref.path / "tpm-measure.log"  # pod/measure.py: the pod was measured
+    if tpm_log.exists():
+        lines.append(f"tpm-log={tpm_log}")
     if info.state != PodState.RUNNING:
         for a in info.apps:
             if a.exit_code is not None:

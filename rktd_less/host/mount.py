@@ -93,8 +93,11 @@ def run_over_overlay(lower: list[Path], target: Path, argv: list[str]) -> int:
         code = 127
         try:
             unshare_mounts()
-            opts = "lowerdir=" + ":".join(_escape(str(p)) for p in lower)
-            mount("overlay", target, "overlay", MS_RDONLY, opts)
+            if len(lower) == 1:  # overlayfs needs two lower layers without an upper one
+                bind(lower[0], target, recursive=True, readonly=True)
+            else:
+                opts = "lowerdir=" + ":".join(_escape(str(p)) for p in lower)
+                mount("overlay", target, "overlay", MS_RDONLY, opts)
             os.execvpe(argv[0], argv, proc.clean_env())
         except BaseException as e:  # report and never return into the caller's stack
             os.write(2, f"{argv[0]}: {e}\n".encode())

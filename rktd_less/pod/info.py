@@ -51,6 +51,9 @@ def status_dir(poddir: Path) -> Path | None:
     tree = _read(poddir / "stage1TreeStoreID")
     if tree is None:
         return None
+    copy = poddir / "stage1" / "rootfs" / "rkt" / "status"
+    if not (poddir / "overlay-prepared").exists() and copy.is_dir():  # --no-overlay
+        return copy
     return poddir / "overlay" / tree.strip() / "upper" / "rkt" / "status"
 
 

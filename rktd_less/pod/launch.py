@@ -47,11 +47,12 @@ class Launch:
     entrypoint: Path  # stage1 run entrypoint (absolute)
     args: tuple[str, ...]  # stage1 run arguments, UUID last
     interactive: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # for stage1, e.g. rkt's RKT_SELINUX_CONTEXT
 
 
 def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
                     hostname: str | None, insecure: frozenset[str] = frozenset(),
-                    ipc: str = "auto") -> tuple[str, ...]:
+                    ipc: str = "auto", private_users: str | None = None) -> tuple[str, ...]:
     """rkt's stage0 → stage1 run arguments (reference §2.1), in rkt's order. ``insecure``:
     the --insecure-options in effect; capabilities/paths/seccomp become stage1's --disable-*."""
     args = []
@@ -60,6 +61,8 @@ def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
     args.append(f"--net={net}")
     if interactive:
         args.append("--interactive")
+    if private_users:
+        args.append(f"--private-users={private_users}")
     if hostname:
         args.append(f"--hostname={hostname}")
     for opt, flag in (("capabilities", "--disable-capabilities-restriction"),
@@ -89,7 +92,8 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
         ("KillMode", "s", "mixed"),
         ("CollectMode", "s", "inactive-or-failed"),
         ("WorkingDirectory", "s", str(launch.poddir)),
-        ("Environment", "as", ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"]),
+        ("Environment", "as", ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1",
+                               *(f"{k}={v}" for k, v in launch.env)]),
         # What nspawn asks for its own scope (and systemd-nspawn@.service): the pod reaches
         # the pseudo devices, its ptys and tun, no other device of the machine
         ("DevicePolicy", "s", "closed"),
@@ -124,7 +128,7 @@ def exec_stage1(launch: Launch, lock_fd: int, debug: bool) -> None:
 
     os.set_inheritable(lock_fd, True)
     os.chdir(launch.poddir)
-    extra = {"RKT_LOCK_FD": str(lock_fd)}
+    extra = {"RKT_LOCK_FD": str(lock_fd), **dict(launch.env)}
     if "NOTIFY_SOCKET" in os.environ:  # a Type=notify unit running rkt: nspawn tells it READY
         extra["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
     env = proc.clean_env(extra)

@@ -12,6 +12,7 @@ from ..appc import isolators as iso
 from ..appc.isolators import AppIsolatorFlags
 from ..errors import RktError, UsageError
 from ..fsio import replace_file
+from .userns import PREPARED_FILE as PRIVATE_USERS_FILE
 from .volumes import implicit_volumes, prepare_volumes
 
 STAGE1_ANN_PREFIX = "coreos.com/rkt/stage1/"
@@ -179,27 +180,46 @@ def _write(path: Path, data: bytes | str) -> None:
 
 def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, tuple[str, bytes]],
                   stage1_tree: str, stage1_manifest: bytes,
-                  tree_rootfs: Callable[[str], Path] | None = None) -> None:
+                  tree_rootfs: Callable[[str], Path] | None = None, *,
+                  overlay: bool = True, private_users: str | None = None) -> None:
     """Everything stage1 needs in the pod directory (rkt's layout, reference §2.2).
-    ``tree_rootfs`` maps a tree ID to its rendered rootfs (for docker volume copy-up)."""
+    ``tree_rootfs`` maps a tree ID to its rendered rootfs (for docker volume copy-up, and the
+    copies of ``overlay=False``: rkt's --no-overlay). ``private_users``: SHIFT:COUNT of
+    --private-users."""
+    if not overlay and tree_rootfs is None:
+        raise ValueError("--no-overlay needs the rendered trees")
+    s1root = poddir / "stage1" / "rootfs"
     for name, (tree_id, img_manifest) in app_trees.items():
         info = poddir / "appsinfo" / name
         _write(info / "manifest", img_manifest)
         _write(info / "treeStoreID", tree_id)
-        (poddir / "overlay" / tree_id / "upper").mkdir(parents=True, exist_ok=True)
-        (poddir / "overlay" / tree_id / "work").mkdir(parents=True, exist_ok=True)
+        if overlay:
+            (poddir / "overlay" / tree_id / "upper").mkdir(parents=True, exist_ok=True)
+            (poddir / "overlay" / tree_id / "work").mkdir(parents=True, exist_ok=True)
     _write(poddir / "stage1TreeStoreID", stage1_tree)
     _write(poddir / "stage1" / "manifest", stage1_manifest)
-    (poddir / "stage1" / "rootfs").mkdir(parents=True, exist_ok=True)
-    s1ov = poddir / "overlay" / stage1_tree
-    # Status files are read from the stage1 overlay's upper dir (rkt touches rkt/status too).
-    (s1ov / "upper" / "rkt" / "status").mkdir(parents=True, exist_ok=True)
-    (s1ov / "work").mkdir(parents=True, exist_ok=True)
+    if overlay:
+        s1root.mkdir(parents=True, exist_ok=True)
+        s1ov = poddir / "overlay" / stage1_tree
+        # Status files are read from the stage1 overlay's upper dir (rkt touches rkt/status too).
+        (s1ov / "upper" / "rkt" / "status").mkdir(parents=True, exist_ok=True)
+        (s1ov / "work").mkdir(parents=True, exist_ok=True)
+    else:
+        from ..host.copy import copy_tree
+
+        assert tree_rootfs is not None
+        copy_tree(tree_rootfs(stage1_tree), s1root)
+        for name, (tree_id, _m) in app_trees.items():
+            copy_tree(tree_rootfs(tree_id), s1root / "opt" / "stage2" / name / "rootfs")
+        (s1root / "rkt" / "status").mkdir(parents=True, exist_ok=True)
     if tree_rootfs is not None:
         prepare_volumes(poddir, manifest,
                         {n: json.loads(m) for n, (_t, m) in app_trees.items()},
                         {n: tree_rootfs(t) for n, (t, _m) in app_trees.items()})
-    _write(poddir / "overlay-prepared", b"")
+    if overlay:
+        _write(poddir / "overlay-prepared", b"")
+    if private_users is not None:
+        _write(poddir / PRIVATE_USERS_FILE, private_users)
     _write(poddir / "pod", json.dumps(manifest, indent=2))
 
 

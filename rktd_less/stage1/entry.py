@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ..appc import isolators as iso
+from ..common import selinux
 from ..errors import RktError
 from ..fsio import replace_file
 from ..host.cgroup import own_service
 from ..ids import machine_id, machine_name
 from ..pod.info import is_ready
+from ..pod.userns import UidRange
 from ..pod.volumes import safe_target, volume_source
 from . import apps as appmod
 from . import units
@@ -154,9 +156,15 @@ def run(args: list[str]) -> int:
     s1tree = (poddir / "stage1TreeStoreID").read_text().strip()
     root = poddir / "stage1" / "rootfs"
 
+    overlay = (poddir / "overlay-prepared").exists()  # else --no-overlay: copies in place
+    private_users = opts.get("private-users", "")
+    if private_users:
+        private_users = UidRange.parse(private_users).serialize()
     mount.unshare_mounts()
-    ov = poddir / "overlay" / s1tree
-    mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work", root)
+    if overlay:
+        ov = poddir / "overlay" / s1tree
+        mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work",
+                      root)
     for d in RESERVED_DIRS:
         (root / d).mkdir(parents=True, exist_ok=True)
 
@@ -169,9 +177,10 @@ def run(args: list[str]) -> int:
         info = poddir / "appsinfo" / name
         tree = (info / "treeStoreID").read_text().strip()
         approot = root / "opt" / "stage2" / name / "rootfs"
-        aov = poddir / "overlay" / tree
-        mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
-                      aov / "work" / name, approot)
+        if overlay:
+            aov = poddir / "overlay" / tree
+            mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
+                          aov / "work" / name, approot)
         for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
             p = approot / d
             if not os.path.lexists(p):
@@ -180,6 +189,8 @@ def run(args: list[str]) -> int:
         if ra.get("readOnlyRootFS"):
             # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
             # were made; its volumes are mounts of their own and keep their own flags
+            if not overlay:  # a plain directory: made a mount of its own first
+                mount.bind(approot, approot, recursive=True)
             mount.remount_readonly(approot)
         manifest_bytes = (info / "manifest").read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
@@ -220,7 +231,10 @@ def run(args: list[str]) -> int:
                       # in the pod's transient unit, or a unit whose ExecStart is rkt
                       keep_unit=own_service() is not None,
                       private_network=(net == "none"), debug=debug,
-                      capability_args=tuple(pod_capability_args(apps_caps, relax)))
+                      capability_args=tuple(pod_capability_args(apps_caps, relax)),
+                      private_users=private_users,
+                      selinux_context=os.environ.get(selinux.ENV_CONTEXT, ""),
+                      selinux_mount_context=os.environ.get(selinux.ENV_MOUNT_CONTEXT, ""))
     argv = nspawn_argv(plan)
     ipc = opts.get("ipc", "auto")
     if ipc not in ("auto", "private", "parent"):

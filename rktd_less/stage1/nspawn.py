@@ -20,6 +20,9 @@ class NspawnPlan:
     private_network: bool = False
     debug: bool = False
     capability_args: tuple[str, ...] = ()  # stage1/confine.pod_capability_args
+    private_users: str = ""  # SHIFT:COUNT (rkt's --private-users)
+    selinux_context: str = ""  # -Z: the pod's processes (common/selinux.py)
+    selinux_mount_context: str = ""  # -L: its files
 
 
 def nspawn_argv(plan: NspawnPlan) -> list[str]:
@@ -41,9 +44,16 @@ def nspawn_argv(plan: NspawnPlan) -> list[str]:
         f"--machine={machine_name(plan.uuid)}",
         f"--hostname={plan.hostname}",
         f"--directory={plan.root}",
+        # in a user namespace /usr stays the machine's: owned by an unmapped root, it reads as
+        # nobody's, world-readable as it is (an idmapped bind needs a filesystem that can
+        # take one, which an overlay /usr cannot)
         "--bind-ro=/usr",
+        *([f"--private-users={plan.private_users}", "--private-users-ownership=map"]
+          if plan.private_users else []),
         f"--console={'interactive' if plan.interactive else 'read-only'}",
         "--private-network" if plan.private_network else "",
+        f"-Z{plan.selinux_context}" if plan.selinux_context else "",
+        f"-L{plan.selinux_mount_context}" if plan.selinux_mount_context else "",
         *plan.capability_args,
         # nspawn's own filter refuses bpf(), and without it the pod's systemd cannot attach
         # the device programs of DevicePolicy= (cgroup2): it would silently not apply them.

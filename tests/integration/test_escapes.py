@@ -65,3 +65,7 @@ def test_all_run_reopens_the_holes_the_defaults_close(env: Rkt, aci: Path) -> No
     # as nspawn's own scope, so no block device node of the machine can even be made, and
     # nspawn's own filter still refuses keyctl
     assert r["mknod"] == "EPERM" and r["keyring"] != "ok", d
+
+
+def test_defaults_hold_in_a_user_namespace(env: Rkt, aci: Path) -> None:
+    assert_all_denied(attempt_all(env, aci, "--no-overlay", "--private-users"))
