@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..common.podpaths import PodPaths
 from ..errors import PodError
 from ..pod import poddir
 from .context import Context
@@ -23,7 +24,7 @@ FLAGS: dict[str, Flag] = {
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     ref = poddir.resolve(ctx.paths, uuid_arg(values, args))
     try:
-        manifest = json.loads((ref.path / "pod").read_bytes())
+        manifest = json.loads(PodPaths(ref.path).manifest.read_bytes())
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{ref.uuid}" has no readable manifest') from e
     ctx.out(manifest_json(manifest, values["pretty-print"]))

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..common.podpaths import PodPaths
 from ..errors import PodError, UsageError
 from ..pod import poddir
 from ..pod.state import is_exited
@@ -35,18 +36,18 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     ref = poddir.resolve(ctx.paths, args[0])
     if not is_exited(ref.state()):
         raise PodError(f'pod "{ref.uuid}" is not exited', hint="stop it first: rkt stop")
-    apps = [a["name"] for a in json.loads((ref.path / "pod").read_text()).get("apps", [])]
+    apps = [a["name"] for a in json.loads(PodPaths(ref.path).manifest.read_text()).get("apps", [])]
     app = values["app"] or (apps[0] if len(apps) == 1 else "")
     if not app:
         raise UsageError("pod has more than one app", hint="choose one with --app=NAME")
     if app not in apps:
         raise UsageError(f'pod "{ref.uuid}" has no app "{app}"')
-    info = ref.path / "appsinfo" / app
-    tree = (info / "treeStoreID").read_text().strip()
-    upper = ref.path / "overlay" / tree / "upper" / app
+    pp = PodPaths(ref.path)
+    tree = pp.app_tree_id(app).read_text().strip()
+    upper = pp.overlay(tree) / "upper" / app
     lower = ctx.paths.tree(tree) / "rootfs"
-    if not (ref.path / "overlay-prepared").exists():  # --no-overlay: the app's own copy
-        upper = lower = ref.path / "stage1" / "rootfs" / "opt" / "stage2" / app / "rootfs"
+    if not pp.overlay_prepared.exists():  # --no-overlay: the app's own copy
+        upper = lower = pp.app_rootfs(app)
     if not lower.is_dir():
         raise PodError(f'the image tree of app "{app}" is gone (image gc?)')
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     stage = Path(tempfile.mkdtemp(prefix="export-", dir=private_dir(ctx.paths)))
     tmp_out = out.with_name(f".{out.name}.tmp")
     try:
-        shutil.copyfile(info / "manifest", stage / "manifest")
+        shutil.copyfile(pp.app_image_manifest(app), stage / "manifest")
         (stage / "rootfs").mkdir()
         layers = [upper, lower] if upper.is_dir() and upper != lower else [lower]
         code = run_over_overlay(layers, stage / "rootfs",

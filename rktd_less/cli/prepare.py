@@ -17,7 +17,8 @@ USAGE = """Usage:
 
 Prints the new pod's UUID; start it with `rkt run-prepared UUID`. Flags as `rkt run`."""
 FLAGS: dict[str, Flag] = {
-    **{k: v for k, v in RUN_FLAGS.items() if k not in ("interactive", "net", "hostname", "detach")},
+    **{k: v for k, v in RUN_FLAGS.items()
+       if k not in ("interactive", "net", "hostname", "detach", "ipc", "mds-register")},
     "quiet": Flag(Kind.BOOL, False, "suppress superfluous output on stdout, print only the UUID"),
     # accepted as rkt does, but they belong to run-prepared: checked there
     "net": Flag(Kind.STR, "host", "pod network"),

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..common.podpaths import PodPaths
 from ..errors import PodError, RktError, UsageError
 from ..fetch.resolve import resolve_image
 from ..pod import launch, names, poddir, userns
@@ -53,6 +54,10 @@ FLAGS: dict[str, Flag] = {
     "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent "
                                   "(the host's)"),
     "pull-policy": Flag(Kind.STR, "new", "never, new or update"),
+    "mds-register": Flag(Kind.BOOL, False, "register the pod with the metadata service "
+                                           "(accepted as rkt's; there is no metadata service yet)"),
+    "store-only": Flag(Kind.BOOL, False, "deprecated: --pull-policy=never"),
+    "no-store": Flag(Kind.BOOL, False, "deprecated: --pull-policy=update"),
     "no-overlay": Flag(Kind.BOOL, False, "disable overlay filesystem: copy the images"),
     "private-users": Flag(Kind.BOOL, False, "run within user namespaces (needs --no-overlay)"),
     "uuid-file-save": Flag(Kind.STR, "", "write out pod UUID to specified file"),
@@ -90,6 +95,12 @@ def check_pod_flags(values: dict[str, Any], n_apps: int) -> None:
                          hint="use --net=host or --net=none")
     if values.get("ipc", "auto") not in ("auto", "private", "parent"):
         raise UsageError(f'invalid --ipc "{values["ipc"]}"', hint="auto, private or parent")
+    if values.get("store-only") and values.get("no-store"):
+        raise UsageError("both --store-only and --no-store specified")
+    if values.get("store-only"):  # rkt's deprecated aliases
+        values["pull-policy"] = "never"
+    elif values.get("no-store"):
+        values["pull-policy"] = "update"
     if values.get("private-users") and not values.get("no-overlay"):
         raise UsageError("cannot use both overlay and user namespace: not implemented yet",
                          hint="Try --no-overlay")
@@ -252,9 +263,10 @@ def _measure(ctx: Context, path: Path, stage1_args: Sequence[str]) -> None:
     if cfg is None:
         return
     try:
-        pm = json.loads((path / "pod").read_text())
+        pp = PodPaths(path)
+        pm = json.loads(pp.manifest.read_text())
         apps = [(str(a["name"]), str(a["image"]["id"])) for a in pm.get("apps", [])]
-        stage1 = (path / "stage1TreeStoreID").read_text().strip()
+        stage1 = pp.stage1_tree_id.read_text().strip()
         measure.measure(cfg, ctx.paths.locks, path, stage1, apps, stage1_args)
     except (RktError, OSError, ValueError, KeyError) as e:
         msg = getattr(e, "message", None) or str(e)
@@ -267,7 +279,7 @@ def _measure(ctx: Context, path: Path, stage1_args: Sequence[str]) -> None:
 def _private_users(path: Path) -> str | None:
     """SHIFT:COUNT of a pod prepared with --private-users (rkt reads it at every start)."""
     try:
-        text = (path / userns.PREPARED_FILE).read_text()
+        text = PodPaths(path).private_users.read_text()
     except FileNotFoundError:
         return None
     return userns.UidRange.parse(text).serialize()

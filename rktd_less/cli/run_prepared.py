@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..common.podpaths import PodPaths
 from ..errors import PodError, UsageError
 from ..pod import poddir, stage1call
 from .context import Context
@@ -19,6 +20,8 @@ FLAGS: dict[str, Flag] = {
     "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
     "hostname": Flag(Kind.STR, "", "pod hostname"),
     "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent"),
+    "mds-register": Flag(Kind.BOOL, False, "register the pod with the metadata service "
+                                           "(accepted as rkt's; there is no metadata service yet)"),
     "detach": Flag(Kind.BOOL, False, "start the pod as a service and return once it is up"),
 }
 
@@ -32,7 +35,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     if entrypoint is None:
         raise PodError(f'pod "{ref.uuid}": its stage1 image is gone or has no run entrypoint')
     try:
-        apps = json.loads((ref.path / "pod").read_text()).get("apps", [])
+        apps = json.loads(PodPaths(ref.path).manifest.read_text()).get("apps", [])
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{ref.uuid}" has no readable manifest') from e
     check_pod_flags(values, len(apps))

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..common.podpaths import PodPaths
 from ..errors import PodError, UsageError
 from ..pod import poddir
 from ..pod.info import is_ready, pod_info
@@ -121,7 +122,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     if info.pid is not None:
         lines.append(f"pid={info.pid}")
     lines.append(f"exited={'true' if is_exited(info.state) else 'false'}")
-    tpm_log = ref.path / "tpm-measure.log"  # pod/measure.py: the pod was measured
+    tpm_log = PodPaths(ref.path).tpm_log  # pod/measure.py: the pod was measured
     if tpm_log.exists():
         lines.append(f"tpm-log={tpm_log}")
     if info.state != PodState.RUNNING:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.podpaths import PodPaths
 from ..fsio import try_lock
 from ..host import mount
 from ..paths import Paths
@@ -58,7 +59,7 @@ def delete_pod(paths: Paths, ref: PodRef, stage1_gc: Stage1Gc | None, err: Say) 
         except Exception as e:
             err(f"unable to unmount {mp}: {e}")
     try:
-        shutil.rmtree(ref.path / "stage1" / "rootfs", ignore_errors=False)
+        shutil.rmtree(PodPaths(ref.path).stage1_rootfs, ignore_errors=False)
     except FileNotFoundError:
         pass
     except OSError as e:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..common.podpaths import PodPaths
 from . import names
 from .poddir import PodRef
 from .state import PodState
@@ -48,13 +49,14 @@ def _read(p: Path) -> str | None:
 
 
 def status_dir(poddir: Path) -> Path | None:
-    tree = _read(poddir / "stage1TreeStoreID")
+    pp = PodPaths(poddir)
+    tree = _read(pp.stage1_tree_id)
     if tree is None:
         return None
-    copy = poddir / "stage1" / "rootfs" / "rkt" / "status"
-    if not (poddir / "overlay-prepared").exists() and copy.is_dir():  # --no-overlay
+    copy = pp.copied_status_dir()
+    if not pp.overlay_prepared.exists() and copy.is_dir():  # --no-overlay
         return copy
-    return poddir / "overlay" / tree.strip() / "upper" / "rkt" / "status"
+    return pp.overlay_status_dir(tree.strip())
 
 
 def app_exit_code(poddir: Path, app: str) -> int | None:
@@ -70,7 +72,7 @@ def app_exit_code(poddir: Path, app: str) -> int | None:
 def app_statuses(poddir: Path) -> dict[str, int | None]:
     """Each app of the pod → its recorded exit status (None while it has none)."""
     try:
-        manifest = json.loads(_read(poddir / "pod") or "{}")
+        manifest = json.loads(_read(PodPaths(poddir).manifest) or "{}")
     except ValueError:
         return {}
     names_ = [str(ra.get("name", "")) for ra in manifest.get("apps", [])]
@@ -90,11 +92,12 @@ def is_ready(poddir: Path) -> bool:
 
 def pod_pid(poddir: Path) -> int | None:
     """The pod's init: the only child of the process named in ``ppid`` (nspawn)."""
-    text = _read(poddir / "ppid") or _read(poddir / "pid")
+    pp = PodPaths(poddir)
+    text = _read(pp.ppid) or _read(pp.pid)
     if text is None or not text.strip().isdigit():
         return None
     ppid = int(text.strip())
-    if (poddir / "pid").exists():
+    if pp.pid.exists():
         return ppid
     children = _read(Path(f"/proc/{ppid}/task/{ppid}/children"))
     if not children or not children.split():
@@ -111,7 +114,8 @@ def _display(img: dict[str, Any]) -> str:
 
 def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
     st = state if state is not None else ref.state()
-    text = _read(ref.path / "pod")
+    pp = PodPaths(ref.path)
+    text = _read(pp.manifest)
     manifest: dict[str, Any] | None
     try:
         manifest = json.loads(text) if text is not None else None
@@ -123,10 +127,10 @@ def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
         apps.append(AppInfo(name=ra.get("name", ""), image_name=_display(img) or "--",
                             image_id=str(img.get("id", "")),
                             exit_code=app_exit_code(ref.path, ra.get("name", ""))))
-    started = _mtime(ref.path / "ppid") or _mtime(ref.path / "pid")
+    started = _mtime(pp.ppid) or _mtime(pp.pid)
     pid = pod_pid(ref.path) if st == PodState.RUNNING else None
     return PodInfo(uuid=ref.uuid, state=st, apps=tuple(apps),
-                   created=_mtime(ref.path / "pod-created"), started=started, pid=pid,
+                   created=_mtime(pp.created), started=started, pid=pid,
                    manifest=manifest, pod_name=names.read(ref.path))
 
 

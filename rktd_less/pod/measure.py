@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..common.podpaths import PodPaths
 from ..errors import RktError, UsageError
 
-LOG_FILE = "tpm-measure.log"
 POLICIES = ("off", "measure", "require")
 RS = b"\x1e"  # RFC 7464 record separator
 
@@ -136,7 +136,8 @@ def measure(config: TpmConfig, lock_dir: Path, poddir: Path, stage1_image: str,
     from ..host import tpm
 
     tcti = tpm.Tcti.parse(config.tcti)
-    evs = events(stage1_image, app_images, (poddir / "pod").read_bytes(), stage1_args)
+    pp = PodPaths(poddir)
+    evs = events(stage1_image, app_images, pp.manifest.read_bytes(), stage1_args)
     lock_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_dir / "tpm", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -147,6 +148,6 @@ def measure(config: TpmConfig, lock_dir: Path, poddir: Path, stage1_image: str,
         after = tpm.pcr_read(tcti, config.pcr)
     finally:
         os.close(fd)
-    path = poddir / LOG_FILE
+    path = pp.tpm_log
     replace_file(path, log_text(config.pcr, before, evs, after), durable=True)
     return path

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.podpaths import PodPaths
 from ..errors import Ambiguous, NotFound, PodError, UsageError
 from ..fsio import try_lock
 from ..ids import is_full_uuid, new_pod_uuid
@@ -136,7 +137,7 @@ class Embryo:
         os.rename(emb, self.path)
         _fsync_dir(paths.phase_dir("prepare"))
         # rkt: CREATED is the mtime of pod-created.
-        (self.path / "pod-created").touch()
+        PodPaths(self.path).created.touch()
 
     def move(self, phase: str) -> Path:
         """Move to ``run`` or ``prepared``; the caller keeps ``fd``."""

@@ -10,9 +10,9 @@ from typing import Any
 
 from ..appc import isolators as iso
 from ..appc.isolators import AppIsolatorFlags
+from ..common.podpaths import PodPaths
 from ..errors import RktError, UsageError
 from ..fsio import replace_file
-from .userns import PREPARED_FILE as PRIVATE_USERS_FILE
 from .volumes import implicit_volumes, prepare_volumes
 
 STAGE1_ANN_PREFIX = "coreos.com/rkt/stage1/"
@@ -188,19 +188,19 @@ def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, t
     --private-users."""
     if not overlay and tree_rootfs is None:
         raise ValueError("--no-overlay needs the rendered trees")
-    s1root = poddir / "stage1" / "rootfs"
+    pp = PodPaths(poddir)
+    s1root = pp.stage1_rootfs
     for name, (tree_id, img_manifest) in app_trees.items():
-        info = poddir / "appsinfo" / name
-        _write(info / "manifest", img_manifest)
-        _write(info / "treeStoreID", tree_id)
+        _write(pp.app_image_manifest(name), img_manifest)
+        _write(pp.app_tree_id(name), tree_id)
         if overlay:
-            (poddir / "overlay" / tree_id / "upper").mkdir(parents=True, exist_ok=True)
-            (poddir / "overlay" / tree_id / "work").mkdir(parents=True, exist_ok=True)
-    _write(poddir / "stage1TreeStoreID", stage1_tree)
-    _write(poddir / "stage1" / "manifest", stage1_manifest)
+            (pp.overlay(tree_id) / "upper").mkdir(parents=True, exist_ok=True)
+            (pp.overlay(tree_id) / "work").mkdir(parents=True, exist_ok=True)
+    _write(pp.stage1_tree_id, stage1_tree)
+    _write(pp.stage1_manifest, stage1_manifest)
     if overlay:
         s1root.mkdir(parents=True, exist_ok=True)
-        s1ov = poddir / "overlay" / stage1_tree
+        s1ov = pp.overlay(stage1_tree)
         # Status files are read from the stage1 overlay's upper dir (rkt touches rkt/status too).
         (s1ov / "upper" / "rkt" / "status").mkdir(parents=True, exist_ok=True)
         (s1ov / "work").mkdir(parents=True, exist_ok=True)
@@ -210,17 +210,17 @@ def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, t
         assert tree_rootfs is not None
         copy_tree(tree_rootfs(stage1_tree), s1root)
         for name, (tree_id, _m) in app_trees.items():
-            copy_tree(tree_rootfs(tree_id), s1root / "opt" / "stage2" / name / "rootfs")
-        (s1root / "rkt" / "status").mkdir(parents=True, exist_ok=True)
+            copy_tree(tree_rootfs(tree_id), pp.app_rootfs(name))
+        pp.copied_status_dir().mkdir(parents=True, exist_ok=True)
     if tree_rootfs is not None:
         prepare_volumes(poddir, manifest,
                         {n: json.loads(m) for n, (_t, m) in app_trees.items()},
                         {n: tree_rootfs(t) for n, (t, _m) in app_trees.items()})
     if overlay:
-        _write(poddir / "overlay-prepared", b"")
+        _write(pp.overlay_prepared, b"")
     if private_users is not None:
-        _write(poddir / PRIVATE_USERS_FILE, private_users)
-    _write(poddir / "pod", json.dumps(manifest, indent=2))
+        _write(pp.private_users, private_users)
+    _write(pp.manifest, json.dumps(manifest, indent=2))
 
 
 def stage1_entrypoint(stage1_manifest: dict[str, Any], which: str) -> str | None:

@@ -17,7 +17,9 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from ..common.podpaths import PodPaths
 from ..errors import PermissionDenied, PodError, RktError
 from ..paths import Paths
 from . import poddir
@@ -47,10 +49,10 @@ def _error(what: str, e: OSError) -> RktError:
     return PodError(f"cannot read {what}: {e.strerror}")
 
 
-def _read(ref: PodRef, rel: str) -> str | None:
+def _read(ref: PodRef, path: Path) -> str | None:
     """A pod file's text; None if the pod has not written it (yet)."""
     try:
-        return (ref.path / rel).read_text()
+        return path.read_text()
     except (FileNotFoundError, NotADirectoryError):
         if not ref.path.is_dir():
             raise _Moved from None
@@ -60,21 +62,22 @@ def _read(ref: PodRef, rel: str) -> str | None:
 
 
 def _trees(ref: PodRef) -> set[str]:
-    names = [_read(ref, "stage1TreeStoreID")]
+    pp = PodPaths(ref.path)
+    names = [_read(ref, pp.stage1_tree_id)]
     try:
-        apps = sorted(p.name for p in (ref.path / "appsinfo").iterdir())
+        apps = sorted(p.name for p in pp.apps_info.iterdir())
     except FileNotFoundError:
         if not ref.path.is_dir():
             raise _Moved from None
         apps = []
     except OSError as e:
         raise _error(f'pod "{ref.uuid}"', e) from e
-    names += [_read(ref, f"appsinfo/{a}/treeStoreID") for a in apps]
+    names += [_read(ref, pp.app_tree_id(a)) for a in apps]
     return {n.strip() for n in names if n and n.strip()}
 
 
 def _images(ref: PodRef) -> set[str]:
-    text = _read(ref, "pod")
+    text = _read(ref, PodPaths(ref.path).manifest)
     if text is None:
         return set()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..common.podpaths import PodPaths
 from ..errors import Stage1Error
 from ..host import proc
 from ..paths import Paths
@@ -14,8 +15,9 @@ from .prepare import stage1_entrypoint
 
 def entrypoint(paths: Paths, ref: PodRef, which: str) -> Path | None:
     try:
-        tree = (ref.path / "stage1TreeStoreID").read_text().strip()
-        manifest = json.loads((ref.path / "stage1" / "manifest").read_bytes())
+        pp = PodPaths(ref.path)
+        tree = pp.stage1_tree_id.read_text().strip()
+        manifest = json.loads(pp.stage1_manifest.read_bytes())
     except (OSError, ValueError):
         return None
     entry = stage1_entrypoint(manifest, which)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from ..errors import RktError
 
-PREPARED_FILE = "private-users-prepared"  # rkt's common.PrivateUsersPreparedFilename
 COUNT = 0x10000
 
 

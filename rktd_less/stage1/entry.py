@@ -23,6 +23,7 @@ from typing import Any
 
 from ..appc import isolators as iso
 from ..common import selinux
+from ..common.podpaths import PodPaths
 from ..errors import RktError
 from ..fsio import replace_file
 from ..host.cgroup import own_service
@@ -151,18 +152,19 @@ def run(args: list[str]) -> int:
                   paths=opts.get("disable-paths") == "true",
                   seccomp=opts.get("disable-seccomp") == "true")
     lock_fd = _lock_pod(poddir)
-    pod = json.loads((poddir / "pod").read_text())
+    pp = PodPaths(poddir)
+    pod = json.loads(pp.manifest.read_text())
     data = poddir.parents[2]
-    s1tree = (poddir / "stage1TreeStoreID").read_text().strip()
-    root = poddir / "stage1" / "rootfs"
+    s1tree = pp.stage1_tree_id.read_text().strip()
+    root = pp.stage1_rootfs
 
-    overlay = (poddir / "overlay-prepared").exists()  # else --no-overlay: copies in place
+    overlay = pp.overlay_prepared.exists()  # else --no-overlay: copies in place
     private_users = opts.get("private-users", "")
     if private_users:
         private_users = UidRange.parse(private_users).serialize()
     mount.unshare_mounts()
     if overlay:
-        ov = poddir / "overlay" / s1tree
+        ov = pp.overlay(s1tree)
         mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work",
                       root)
     for d in RESERVED_DIRS:
@@ -174,17 +176,19 @@ def run(args: list[str]) -> int:
     volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
     for ra in pod.get("apps", []):
         name = ra["name"]
-        info = poddir / "appsinfo" / name
-        tree = (info / "treeStoreID").read_text().strip()
-        approot = root / "opt" / "stage2" / name / "rootfs"
+        tree = pp.app_tree_id(name).read_text().strip()
+        approot = pp.app_rootfs(name)
         if overlay:
-            aov = poddir / "overlay" / tree
+            aov = pp.overlay(tree)
             mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
                           aov / "work" / name, approot)
         for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
             p = approot / d
             if not os.path.lexists(p):
                 p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
+        mtab = approot / "etc" / "mtab"
+        if not os.path.lexists(mtab) and not mtab.parent.is_symlink():
+            os.symlink("../proc/self/mounts", mtab)  # as rkt's prepare-app
         devices = _mount_volumes(poddir, approot, ra, volumes, mount)
         if ra.get("readOnlyRootFS"):
             # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
@@ -192,7 +196,7 @@ def run(args: list[str]) -> int:
             if not overlay:  # a plain directory: made a mount of its own first
                 mount.bind(approot, approot, recursive=True)
             mount.remount_readonly(approot)
-        manifest_bytes = (info / "manifest").read_bytes()
+        manifest_bytes = pp.app_image_manifest(name).read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
         img_manifest = json.loads(manifest_bytes)
         unit, env = _app_unit(ra, approot, img_manifest, interactive, relax, net == "none",
@@ -252,10 +256,10 @@ def run(args: list[str]) -> int:
         from . import standalone
 
         return standalone.run(argv, ns_env, uuid, poddir,
-                              lambda pid: _write(poddir / "ppid", f"{pid}\n"))
+                              lambda pid: _write(pp.ppid, f"{pid}\n"))
     # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
     # nspawn in place, so that is us.
-    _write(poddir / "ppid", f"{os.getpid()}\n")
+    _write(pp.ppid, f"{os.getpid()}\n")
     del lock_fd  # stays open (inheritable) across exec: the pod is running while nspawn lives
     os.execve(argv[0], argv, ns_env)
     return 1  # not reached
@@ -272,7 +276,7 @@ def stop(args: list[str]) -> int:
         while not is_ready(poddir) and time.monotonic() < deadline:
             time.sleep(0.05)
     try:
-        pid = int((poddir / "ppid").read_text().strip())
+        pid = int(PodPaths(poddir).ppid.read_text().strip())
     except (OSError, ValueError) as e:
         raise RktError("pod has no pid file: it never started") from e
     sig = signal.SIGKILL if force else signal.SIGTERM
