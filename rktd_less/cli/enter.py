@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import NotFound, PodError, UsageError
 from ..pod import poddir, stage1call
-from ..pod.info import pod_info, pod_pid
+from ..pod.info import is_ready, pod_info, pod_pid
 from ..pod.state import PodState
 from .context import Context
 from .flags import Flag, Kind, parse
@@ -43,6 +43,26 @@ def app_name(apps: list[str], wanted: str) -> str:
     return apps[0]
 
 
+START_WAIT = 60.0  # seconds a pod that is still starting is waited for
+
+
+def _wait_started(ref: poddir.PodRef) -> int:
+    """The pod's init, once its systemd is up; a pod that is still starting is waited for, as
+    rkt's ContainerPid1 did (rkt's pid_file tests)."""
+    import time
+
+    deadline = time.monotonic() + START_WAIT
+    while True:
+        pid = pod_pid(ref.path)
+        if pid is not None and is_ready(ref.path):
+            return pid
+        if ref.state() != PodState.RUNNING:
+            raise PodError(f'pod "{ref.uuid}" isn\'t currently running')
+        if time.monotonic() > deadline:
+            raise PodError(f'pod "{ref.uuid}" did not finish starting within {START_WAIT:.0f}s')
+        time.sleep(0.05)
+
+
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
     ctx.require_root()
     if not args:
@@ -53,9 +73,7 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         raise PodError(f'pod "{ref.uuid}" isn\'t currently running')
     info = pod_info(ref, st)
     app = app_name([a.name for a in info.apps], values["app"])
-    pid = pod_pid(ref.path)
-    if pid is None:
-        raise PodError(f'pod "{ref.uuid}" has no pid yet', hint="is it still starting?")
+    pid = _wait_started(ref)
     cmd = args[1:]
     if not cmd:
         ctx.err(f'no command specified, assuming "{DEFAULT_CMD}"')

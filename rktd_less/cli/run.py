@@ -14,7 +14,14 @@ from ..common.podpaths import PodPaths
 from ..errors import PodError, RktError, UsageError
 from ..fetch.resolve import resolve_image
 from ..pod import launch, names, poddir, userns
-from ..pod.prepare import PodPlan, ResolvedApp, pod_manifest, stage1_entrypoint, write_pod_dir
+from ..pod.prepare import (
+    PodPlan,
+    ResolvedApp,
+    check_os_arch,
+    pod_manifest,
+    stage1_entrypoint,
+    write_pod_dir,
+)
 from ..stage1.image import ensure_default
 from .context import Context
 from .flags import Flag, Kind
@@ -170,6 +177,10 @@ def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedAp
         manifest = _from_manifest(user_manifest, store)
     else:
         manifest = pod_manifest(PodPlan(apps=tuple(plan_apps), **env_plan))
+    from ..stage1.image import host_arch
+
+    for ra in manifest["apps"]:  # before any tree is rendered
+        check_os_arch(json.loads(store.manifest_bytes(ra["image"]["id"])), host_arch())
     trees = _render_apps(manifest, store)
     _check_ids(manifest, trees, store)
     s1_manifest = store.manifest_bytes(stage1_key)

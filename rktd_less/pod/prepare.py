@@ -11,7 +11,7 @@ from typing import Any
 from ..appc import isolators as iso
 from ..appc.isolators import AppIsolatorFlags
 from ..common.podpaths import PodPaths
-from ..errors import RktError, UsageError
+from ..errors import ManifestError, RktError, UsageError
 from ..fsio import replace_file
 from .volumes import implicit_volumes, prepare_volumes
 
@@ -221,6 +221,34 @@ def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, t
     if private_users is not None:
         _write(pp.private_users, private_users)
     _write(pp.manifest, json.dumps(manifest, indent=2))
+
+
+# rkt's stage0 ValidOSArch
+VALID_OS_ARCH = {"linux": ("amd64", "i386", "aarch64", "aarch64_be", "armv6l", "armv7l",
+                           "armv7b", "ppc64le")}
+
+
+def check_os_arch(image_manifest: dict[str, Any], host_arch: str) -> None:
+    """rkt's prepareAppImage checks: os and arch labels present and valid; beyond rkt, an
+    image for another architecture than the machine's is refused here rather than failing to
+    execute in the pod."""
+    labels = {str(lb.get("name")): str(lb.get("value"))
+              for lb in image_manifest.get("labels") or []}
+    name = _image_name(image_manifest)
+    for label in ("os", "arch"):
+        if label not in labels:
+            raise ManifestError(f"missing {label} label in the image manifest",
+                                hint=f'image "{name}"')
+    os_, arch = labels["os"], labels["arch"]
+    if os_ not in VALID_OS_ARCH:
+        raise ManifestError(f'bad os "{os_}" (must be one of: {list(VALID_OS_ARCH)})',
+                            hint=f'image "{name}"')
+    if arch not in VALID_OS_ARCH[os_]:
+        raise ManifestError(f'bad arch "{arch}" for {os_} (must be one of: '
+                            f'{list(VALID_OS_ARCH[os_])})', hint=f'image "{name}"')
+    if arch != host_arch:
+        raise ManifestError(f'image "{name}" is for {os_}/{arch}, this machine is '
+                            f"linux/{host_arch}")
 
 
 def stage1_entrypoint(stage1_manifest: dict[str, Any], which: str) -> str | None:

@@ -40,3 +40,43 @@ def test_every_app_has_etc_mtab(env: Rkt, aci: Path) -> None:
              "readlink /etc/mtab; grep -c ' / ' /etc/mtab")
     lines = cp.stdout.split()
     assert lines[0] == "../proc/self/mounts" and int(lines[1]) >= 1, cp
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"manifest_extra": {"labels": [{"name": "version", "value": "1.0"}]}},
+     "missing os label in the image manifest"),
+    ({"manifest_extra": {"labels": [{"name": "os", "value": "linux"}]}},
+     "missing arch label in the image manifest"),
+    ({"arch": "sparc"}, 'bad arch "sparc" for linux'),
+    ({"arch": "ppc64le"}, "is for linux/ppc64le, this machine is linux/"),
+])
+def test_os_arch_checked_at_run(env: Rkt, kw: dict[str, object], message: str) -> None:
+    from tests.helpers.aci import build_aci
+
+    img = build_aci(env.work / "osarch.aci", name="example.com/osarch", **kw)  # type: ignore[arg-type]
+    pods = sorted(p.name for p in (env.data / "pods").rglob("*")) if (
+        env.data / "pods").exists() else []
+    cp = env("run", INSECURE, str(img), "--exec", "/bin/true", check=False)
+    assert cp.returncode == 254 and message in cp.stderr, cp
+    assert len(cp.stderr.strip().splitlines()) == 1
+    after = sorted(p.name for p in (env.data / "pods").rglob("*")) if (
+        env.data / "pods").exists() else []
+    assert after == pods
+
+
+def test_enter_waits_for_a_starting_pod(env: Rkt, aci: Path) -> None:
+    """rkt's pid_file test: enter right after the UUID is known, before the pod is up."""
+    from tests.integration.rktenv import wait_file
+
+    uf = env.uuid_file()
+    p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh",
+                  "--", "-c", "exec sleep 600")
+    try:
+        uuid = wait_file(uf)
+        cp = env("enter", uuid, "/bin/echo", "entered")
+        assert cp.stdout == "entered\n", cp
+    finally:
+        env("stop", "--force", uf.read_text().strip(), check=False)
+        p.communicate(timeout=30)
+    cp = env("enter", uf.read_text().strip(), "/bin/true", check=False)
+    assert cp.returncode == 254 and "isn't currently running" in cp.stderr, cp
