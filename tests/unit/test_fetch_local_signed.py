@@ -65,3 +65,26 @@ def test_refused(trusted: Path, capsys: pytest.CaptureFixture[str], case: str) -
     assert code == 254 and out == ""
     assert len(err.splitlines()) == 1 and err.startswith("fetch: "), err
     assert _blobs(trusted) == []
+
+
+def test_each_signature_goes_with_the_image_before_it(trusted: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    keys = session_keys()
+    one = build_aci(trusted / "one.aci", name="example.com/hello", version="1")
+    two = build_aci(trusted / "two.aci", name="example.com/hello", version="2")
+    sig1 = keys.alice.sign(one, trusted / "s1.asc")
+    sig2 = keys.alice.sign(two, trusted / "s2.asc")
+    code, out, err = _rkt(capsys, trusted, "fetch", str(one), f"--signature={sig1}", str(two),
+                          "--signature", str(sig2))
+    assert code == 0, err
+    assert len(out.split()) == 2
+    # swapped signatures: the first image's signature does not match it
+    code, out, err = _rkt(capsys, trusted, "fetch", "--pull-policy=update", str(one),
+                          f"--signature={sig2}", str(two), f"--signature={sig1}")
+    assert code == 254, err
+    for args, message in (
+            ([f"--signature={sig1}", str(one)], "--signature must follow an image"),
+            ([str(one), f"--signature={sig1}", f"--signature={sig2}"],
+             "--signature specified multiple times for the same image")):
+        code, out, err = _rkt(capsys, trusted, "fetch", *args)
+        assert code == 254 and message in err and len(err.splitlines()) == 1, err
