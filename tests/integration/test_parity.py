@@ -80,3 +80,29 @@ def test_enter_waits_for_a_starting_pod(env: Rkt, aci: Path) -> None:
         p.communicate(timeout=30)
     cp = env("enter", uf.read_text().strip(), "/bin/true", check=False)
     assert cp.returncode == 254 and "isn't currently running" in cp.stderr, cp
+
+
+def test_uuid_file_on_status_stop_rm_cat_manifest(env: Rkt, aci: Path) -> None:
+    import json
+
+    from tests.integration.rktenv import wait_file
+
+    uf = env.uuid_file()
+    p = env.popen("run", INSECURE, f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh",
+                  "--", "-c", "exec sleep 600")
+    uuid = wait_file(uf)
+    try:
+        st = env("status", f"--uuid-file={uf}", "--wait-ready=30s").stdout
+        assert "state=running" in st, st
+        pm = json.loads(env("cat-manifest", f"--uuid-file={uf}").stdout)
+        assert pm["acKind"] == "PodManifest"
+        env("stop", f"--uuid-file={uf}")
+        p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            env("stop", "--force", uuid, check=False)
+            p.communicate(timeout=30)
+    assert "state=exited" in env("status", f"--uuid-file={uf}").stdout
+    env("rm", f"--uuid-file={uf}")
+    cp = env("status", uuid, check=False)
+    assert cp.returncode == 254, cp
