@@ -106,3 +106,23 @@ def test_uuid_file_on_status_stop_rm_cat_manifest(env: Rkt, aci: Path) -> None:
     env("rm", f"--uuid-file={uf}")
     cp = env("status", uuid, check=False)
     assert cp.returncode == 254, cp
+
+
+def test_mount_targets_through_symlinks_stay_in_the_rootfs(env: Rkt) -> None:
+    import uuid as uuidlib
+
+    from tests.helpers.aci import build_aci
+
+    marker = f"rkt-escape-{uuidlib.uuid4().hex[:8]}"
+    img = build_aci(env.work / "links.aci", name="example.com/links", files={
+        "var/lib/keep": b"x"}, links={"data": "/var/lib", "up": "../../../../../var/tmp"})
+    host = env.work / "vol"
+    host.mkdir()
+    (host / "hello").write_text("from the host\n")
+    cp = env("run", INSECURE, "--volume=v,kind=host,source=" + str(host),
+             "--volume=w,kind=empty", str(img),
+             "--mount=volume=v,target=/data/v", f"--mount=volume=w,target=/up/{marker}",
+             "--exec", "/bin/sh", "--", "-c",
+             f"cat /var/lib/v/hello; ls -d /var/tmp/{marker}")
+    assert cp.stdout.splitlines() == ["from the host", f"/var/tmp/{marker}"], cp
+    assert not Path("/var/tmp", marker).exists()  # the image's link did not lead out
