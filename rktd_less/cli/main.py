@@ -41,6 +41,7 @@ VERBS = {
     "rm": "rm",
     "gc": "gc",
     "cat-manifest": "cat_manifest",
+    "logs": "logs",
     "export": "export",
     "image": "image",
     "version": "version",
