@@ -45,6 +45,7 @@ VERBS = {
     "export": "export",
     "image": "image",
     "version": "version",
+    "completion": "completion",
 }
 HIDDEN = {"help"}
 
