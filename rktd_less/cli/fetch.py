@@ -10,7 +10,7 @@ from ..fetch.resolve import resolve_image
 from ..ids import fetch_id
 from ..store import Store
 from .context import Context
-from .flags import Flag, Kind, defaults, take_flag
+from .flags import Flag, Kind, parse_trailing
 
 SHORT = "Fetch image(s) and store them in the local store"
 USAGE = "Usage:\n  rkt fetch IMAGE_URL_OR_FILE [--signature FILE] [IMAGE [--signature FILE] ...]"
@@ -22,41 +22,13 @@ FLAGS: dict[str, Flag] = {
 RAW_ARGS = True  # --signature belongs to the image before it, as in rkt
 
 
-def parse_images(spec: dict[str, Flag], args: Sequence[str]
-                 ) -> tuple[dict[str, Any], list[tuple[str, str | None]]]:
-    """Flags anywhere; each ``--signature`` goes with the image before it (rkt's appAsc)."""
-    values = defaults(spec)
-    images: list[tuple[str, str | None]] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--signature" or a.startswith("--signature="):
-            one: dict[str, Any] = {}
-            nxt = take_flag({"signature": spec["signature"]}, args, i, one)
-            assert nxt is not None
-            if not images:
-                raise UsageError("--signature must follow an image")
-            if images[-1][1] is not None:
-                raise UsageError("--signature specified multiple times for the same image")
-            images[-1] = (images[-1][0], one["signature"])
-            i = nxt
-            continue
-        nxt = take_flag(spec, args, i, values)
-        if nxt is not None:
-            i = nxt
-            continue
-        if a.startswith("--") and len(a) > 2:
-            raise UsageError(f"unknown flag: {a.split('=', 1)[0]}",
-                             hint="see `rkt help fetch`")
-        images.append((a, None))
-        i += 1
-    return values, images
-
-
 def main_raw(args: list[str], spec: dict[str, Flag],
              make_ctx: Callable[[dict[str, Any]], Context]) -> int:
-    values, images = parse_images(spec, args)
-    return fetch_all(make_ctx(values), values, images)
+    per_image = {"signature": spec["signature"]}
+    values, items = parse_trailing({k: f for k, f in spec.items() if k not in per_image},
+                                   per_image, args)
+    return fetch_all(make_ctx(values), values,
+                     [(img, flags.get("signature")) for img, flags in items])
 
 
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:

@@ -79,14 +79,38 @@ def take_flag(spec: Mapping[str, Flag], args: Sequence[str], i: int,
 def parse(spec: Mapping[str, Flag], args: Sequence[str],
           interspersed: bool = True) -> tuple[dict[str, Any], list[str]]:
     """Flags anywhere (or only before the first positional if not ``interspersed``)."""
+    values, items = _parse(spec, {}, args, interspersed)
+    return values, [p for p, _ in items]
+
+
+def parse_trailing(spec: Mapping[str, Flag], trailing: Mapping[str, Flag], args: Sequence[str]
+                   ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """Flags of ``spec`` anywhere; each flag of ``trailing`` belongs to the positional argument
+    (image) before it, once, as rkt's per-image flags (``fetch IMG --signature F``)."""
+    return _parse(spec, trailing, args, True)
+
+
+def _parse(spec: Mapping[str, Flag], trailing: Mapping[str, Flag], args: Sequence[str],
+           interspersed: bool) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     values = defaults(spec)
-    pos: list[str] = []
+    items: list[tuple[str, dict[str, Any]]] = []  # positional → its trailing flags
     i = 0
     while i < len(args):
         a = args[i]
         if a == "--":
-            pos.extend(args[i + 1:])
+            items.extend((p, {}) for p in args[i + 1:])
             break
+        own = defaults(trailing) if trailing else {}
+        nxt = take_flag(trailing, args, i, own) if trailing else None
+        if nxt is not None:
+            name = a[2:].partition("=")[0]
+            if not items:
+                raise UsageError(f"--{name} must follow an image")
+            if name in items[-1][1]:
+                raise UsageError(f"--{name} specified multiple times for the same image")
+            items[-1][1][name] = own[name]
+            i = nxt
+            continue
         nxt = take_flag(spec, args, i, values)
         if nxt is not None:
             i = nxt
@@ -94,9 +118,9 @@ def parse(spec: Mapping[str, Flag], args: Sequence[str],
         if a.startswith("--") and len(a) > 2:
             raise UsageError(f"unknown flag: {a.split('=', 1)[0]}",
                              hint="see `rkt help` for the flags")
-        pos.append(a)
+        items.append((a, {}))
         i += 1
         if not interspersed:
-            pos.extend(args[i:])
+            items.extend((p, {}) for p in args[i:])
             break
-    return values, pos
+    return values, items
