@@ -23,6 +23,7 @@ from ..pod.prepare import (
     write_pod_dir,
 )
 from ..stage1.image import ensure_default
+from ..stage1.nspawn import IPC_MODES
 from .context import Context
 from .flags import Flag, Kind
 from .run_args import env_pairs, parse_run
@@ -100,7 +101,7 @@ def check_pod_flags(values: dict[str, Any], n_apps: int) -> None:
     if values["net"] not in ("host", "none"):
         raise UsageError(f'network "{values["net"]}" is not available yet',
                          hint="use --net=host or --net=none")
-    if values.get("ipc", "auto") not in ("auto", "private", "parent"):
+    if values.get("ipc", "auto") not in IPC_MODES:
         raise UsageError(f'invalid --ipc "{values["ipc"]}"', hint="auto, private or parent")
     if values.get("store-only") and values.get("no-store"):
         raise UsageError("both --store-only and --no-store specified")

@@ -34,7 +34,7 @@ from ..pod.volumes import safe_target, volume_source
 from . import apps as appmod
 from . import units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
-from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
+from .nspawn import IPC_MODES, NspawnPlan, nspawn_argv, nspawn_env
 
 RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "opt/stage2", "etc/systemd/system")
 
@@ -81,8 +81,9 @@ def _isolators(ra: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, A
 
 
 def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
-              interactive: bool, relax: Relax, private_network: bool,
-              devices: list[DeviceMount]) -> tuple[units.AppUnit, list[tuple[str, str]]]:
+              interactive: bool, isolators: list[dict[str, Any]], relax: Relax,
+              private_network: bool, devices: list[DeviceMount]
+              ) -> tuple[units.AppUnit, list[tuple[str, str]]]:
     name = ra["name"]
     app = ra.get("app") or manifest.get("app") or {}
     env = appmod.app_env(name, app.get("environment", []))
@@ -104,7 +105,7 @@ def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
         read_only_rootfs=bool(ra.get("readOnlyRootFS")), interactive=interactive,
         pre_start=handlers.get("pre-start", ()), post_stop=handlers.get("post-stop", ()),
         supports_notify=notify,
-        confinement=tuple(service_lines(name, _isolators(ra, manifest), uid, relax,
+        confinement=tuple(service_lines(name, isolators, uid, relax,
                                         private_network=private_network, devices=devices)))
     return unit, env
 
@@ -128,7 +129,8 @@ def _mount_volumes(poddir: Path, approot: Path, ra: dict[str, Any],
             target.touch()
         readonly = bool(vol.get("readOnly")) or bool(m.get("readOnly"))
         mount.bind(src, target, recursive=bool(vol.get("recursive", True)), readonly=readonly)
-        if stat.S_ISCHR(src.stat().st_mode) or stat.S_ISBLK(src.stat().st_mode):
+        mode = src.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             devices.append(DeviceMount("/" + str(target.relative_to(approot)), readonly))
     return devices
 
@@ -148,6 +150,9 @@ def run(args: list[str]) -> int:
     interactive = opts.get("interactive") == "true"
     stdin_stream = interactive and not os.isatty(0)
     interactive = interactive and not stdin_stream
+    ipc = opts.get("ipc", "auto")
+    if ipc not in IPC_MODES:
+        raise RktError(f"invalid --ipc {ipc!r}", hint="auto, private or parent")
     relax = Relax(capabilities=opts.get("disable-capabilities-restriction") == "true",
                   paths=opts.get("disable-paths") == "true",
                   seccomp=opts.get("disable-seccomp") == "true")
@@ -199,9 +204,10 @@ def run(args: list[str]) -> int:
         manifest_bytes = pp.app_image_manifest(name).read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
         img_manifest = json.loads(manifest_bytes)
-        unit, env = _app_unit(ra, approot, img_manifest, interactive, relax, net == "none",
-                              devices)
-        apps_caps.append(app_capabilities(_isolators(ra, img_manifest)))
+        isolators = _isolators(ra, img_manifest)
+        unit, env = _app_unit(ra, approot, img_manifest, interactive, isolators, relax,
+                              net == "none", devices)
+        apps_caps.append(app_capabilities(isolators))
         if stdin_stream:  # --interactive takes exactly one app
             unit = dataclasses.replace(unit, stdin_fifo=True)
             stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
@@ -240,9 +246,6 @@ def run(args: list[str]) -> int:
                       selinux_context=os.environ.get(selinux.ENV_CONTEXT, ""),
                       selinux_mount_context=os.environ.get(selinux.ENV_MOUNT_CONTEXT, ""))
     argv = nspawn_argv(plan)
-    ipc = opts.get("ipc", "auto")
-    if ipc not in ("auto", "private", "parent"):
-        raise RktError(f"invalid --ipc {ipc!r}", hint="auto, private or parent")
     ns_env = nspawn_env(debug, writable_api_vfs=relax.paths, ipc=ipc)
     if "NOTIFY_SOCKET" in os.environ:  # --notify-ready=yes forwards the pod's READY=1 there
         ns_env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
