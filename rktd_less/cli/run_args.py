@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +44,21 @@ class RunArgs:
     apps: tuple[AppRequest, ...]
 
 
-def env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+def _pairs(items: Sequence[str], bad: Callable[[str], UsageError]
+           ) -> tuple[tuple[str, str], ...]:
+    """NAME=VALUE items split at the first "="; ``bad(item)`` for one without a name or "="."""
     out = []
     for item in items:
         k, eq, v = item.partition("=")
         if not eq or not k:
-            raise UsageError(f'invalid environment "{item}": expected NAME=VALUE')
+            raise bad(item)
         out.append((k, v))
     return tuple(out)
+
+
+def env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    return _pairs(items, lambda item: UsageError(
+        f'invalid environment "{item}": expected NAME=VALUE'))
 
 
 def _gids(items: Sequence[str]) -> tuple[int, ...] | None:
@@ -64,14 +71,8 @@ def _gids(items: Sequence[str]) -> tuple[int, ...] | None:
 
 
 def _kv(flag: str, items: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for item in items:
-        k, eq, v = item.partition("=")
-        if not eq or not k:
-            raise UsageError(f'invalid format of --{flag} flag "{item}"',
-                             hint=f"--{flag}=NAME=VALUE")
-        out.append((k, v))
-    return tuple(out)
+    return _pairs(items, lambda item: UsageError(f'invalid format of --{flag} flag "{item}"',
+                                                 hint=f"--{flag}=NAME=VALUE"))
 
 
 def _app(image: str, v: Mapping[str, Any], args: list[str] | None) -> AppRequest:
