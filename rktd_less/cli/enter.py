@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import NotFound, PodError, UsageError
 from ..pod import poddir, stage1call
-from ..pod.info import is_ready, pod_info, pod_pid
+from ..pod.info import is_ready, pod_info, pod_pid, wait_while_running
 from ..pod.state import PodState
 from .context import Context
 from .flags import Flag, Kind, parse
@@ -49,18 +49,16 @@ START_WAIT = 60.0  # seconds a pod that is still starting is waited for
 def _wait_started(ref: poddir.PodRef) -> int:
     """The pod's init, once its systemd is up; a pod that is still starting is waited for, as
     rkt's ContainerPid1 did (rkt's pid_file tests)."""
-    import time
+    def started() -> bool:
+        return pod_pid(ref.path) is not None and is_ready(ref.path)
 
-    deadline = time.monotonic() + START_WAIT
-    while True:
-        pid = pod_pid(ref.path)
-        if pid is not None and is_ready(ref.path):
-            return pid
-        if ref.state() != PodState.RUNNING:
-            raise PodError(f'pod "{ref.uuid}" isn\'t currently running')
-        if time.monotonic() > deadline:
-            raise PodError(f'pod "{ref.uuid}" did not finish starting within {START_WAIT:.0f}s')
-        time.sleep(0.05)
+    ready = wait_while_running(ref, started, START_WAIT)
+    pid = pod_pid(ref.path)
+    if pid is None or ref.state() != PodState.RUNNING:
+        raise PodError(f'pod "{ref.uuid}" isn\'t currently running')
+    if not ready:
+        raise PodError(f'pod "{ref.uuid}" did not finish starting within {START_WAIT:.0f}s')
+    return pid
 
 
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:

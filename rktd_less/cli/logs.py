@@ -10,6 +10,7 @@ from ..common.podpaths import PodPaths
 from ..errors import NotFound, PodError, UsageError
 from ..ids import machine_id
 from ..pod import poddir
+from ..pod.info import wait_while_running
 from ..pod.state import PodState
 from .context import Context
 from .flags import Flag, Kind
@@ -40,15 +41,8 @@ JOURNAL_WAIT = 30.0  # seconds a starting pod is given to make its journal
 def _wait_journal(ref: poddir.PodRef, directory: Path) -> None:
     """A pod that is still starting makes its journal directory in a moment (nspawn links it
     when it boots): wait for it while the pod runs."""
-    import time
-
-    if not Path("/run/systemd/system").is_dir():
-        return  # no systemd here: pods keep no journal on the machine
-    deadline = time.monotonic() + JOURNAL_WAIT
-    while not directory.is_dir() and time.monotonic() < deadline:
-        if ref.state() != PodState.RUNNING:
-            return
-        time.sleep(0.05)
+    if Path("/run/systemd/system").is_dir():  # else pods keep no journal on the machine
+        wait_while_running(ref, directory.is_dir, JOURNAL_WAIT)
 
 
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:

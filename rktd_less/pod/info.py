@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,19 @@ def is_ready(poddir: Path) -> bool:
         return os.readlink(d.parent / "supervisor-status") == "ready"
     except OSError:
         return False
+
+
+def wait_while_running(ref: PodRef, done: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``done`` every 50 ms while the pod runs, at most ``timeout`` seconds: True once it
+    holds, False when the pod is no longer running or time is up."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not done():
+        if ref.state() != PodState.RUNNING or time.monotonic() > deadline:
+            return done()
+        time.sleep(0.05)
+    return True
 
 
 def pod_pid(poddir: Path) -> int | None:
