@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -264,12 +264,9 @@ def stage1_args(ctx: Context, uuid: str, path: Path, values: dict[str, Any]
 
 
 def measure_pod(ctx: Context, uuid: str, path: Path, values: dict[str, Any]) -> None:
-    _measure(ctx, path, stage1_args(ctx, uuid, path, values))
-
-
-def _measure(ctx: Context, path: Path, stage1_args: Sequence[str]) -> None:
     """TPM measurement before the pod starts, where a TPM is configured (pod/measure.py)."""
     from ..pod import measure
+    from ..store.lock import ensure_dir
 
     cfg = measure.load_config([ctx.config.system, ctx.config.local])
     if cfg is None:
@@ -279,7 +276,9 @@ def _measure(ctx: Context, path: Path, stage1_args: Sequence[str]) -> None:
         pm = json.loads(pp.manifest.read_text())
         apps = [(str(a["name"]), str(a["image"]["id"])) for a in pm.get("apps", [])]
         stage1 = pp.stage1_tree_id.read_text().strip()
-        measure.measure(cfg, ctx.paths.locks, path, stage1, apps, stage1_args)
+        ensure_dir(ctx.paths.data, ctx.paths.locks)
+        measure.measure(cfg, ctx.paths.locks / "tpm", path, stage1, apps,
+                        stage1_args(ctx, uuid, path, values))
     except (RktError, OSError, ValueError, KeyError) as e:
         msg = getattr(e, "message", None) or str(e)
         if cfg.policy == "require":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,27 +126,22 @@ def replay(records: Sequence[Mapping[str, Any]]) -> tuple[int, bytes, bytes]:
     return pcr, value, bytes.fromhex(str(records[-1]["pcr_after"]))
 
 
-def measure(config: TpmConfig, lock_dir: Path, poddir: Path, stage1_image: str,
+def measure(config: TpmConfig, lock: Path, poddir: Path, stage1_image: str,
             app_images: Sequence[tuple[str, str]], stage1_args: Sequence[str]) -> Path:
-    """Extend the PCR with the pod's events and write its log; returns the log's path."""
-    import fcntl
-
+    """Extend the PCR with the pod's events and write its log; returns the log's path.
+    ``lock`` serializes our measurements (its directory must exist)."""
     from ..fsio import replace_file
     from ..host import tpm
+    from ..store.lock import flocked
 
     tcti = tpm.Tcti.parse(config.tcti)
     pp = PodPaths(poddir)
     evs = events(stage1_image, app_images, pp.manifest.read_bytes(), stage1_args)
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / "tpm", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # nothing else of ours extends in between
+    with flocked(lock):  # nothing else of ours extends in between
         before = tpm.pcr_read(tcti, config.pcr)
         for e in evs:
             tpm.pcr_extend(tcti, config.pcr, bytes.fromhex(e["sha256"]))
         after = tpm.pcr_read(tcti, config.pcr)
-    finally:
-        os.close(fd)
     path = pp.tpm_log
     replace_file(path, log_text(config.pcr, before, evs, after), durable=True)
     return path

@@ -200,10 +200,9 @@ def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, t
     _write(pp.stage1_manifest, stage1_manifest)
     if overlay:
         s1root.mkdir(parents=True, exist_ok=True)
-        s1ov = pp.overlay(stage1_tree)
         # Status files are read from the stage1 overlay's upper dir (rkt touches rkt/status too).
-        (s1ov / "upper" / "rkt" / "status").mkdir(parents=True, exist_ok=True)
-        (s1ov / "work").mkdir(parents=True, exist_ok=True)
+        pp.overlay_status_dir(stage1_tree).mkdir(parents=True, exist_ok=True)
+        (pp.overlay(stage1_tree) / "work").mkdir(parents=True, exist_ok=True)
     else:
         from ..host.copy import copy_tree
 
