@@ -165,9 +165,19 @@ def normalize(name: str, value: Any) -> Any:
     return value
 
 
-def check_all(isolators: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def check_all(isolators: Sequence[Mapping[str, Any]], app: str | None = None
+              ) -> list[dict[str, Any]]:
     """Every isolator of an app checked; more than one of a capabilities or seccomp kind is an
-    error (rkt: ``too many seccomp isolators specified``)."""
+    error (rkt: ``too many seccomp isolators specified``). ``app`` names the app in errors."""
+    try:
+        return _check_all(isolators)
+    except RktError as e:
+        if app is None:
+            raise
+        raise IsolatorError(f'app "{app}": {e.message}', hint=e.hint) from None
+
+
+def _check_all(isolators: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = [{"name": i["name"], "value": normalize(str(i["name"]), i.get("value"))}
            for i in isolators]
     names = [i["name"] for i in out]
@@ -296,6 +306,3 @@ def last(isolators: Sequence[Mapping[str, Any]], *names: str) -> Mapping[str, An
             found = i
     return found
 
-
-def as_error(e: RktError, app: str) -> IsolatorError:
-    return IsolatorError(f'app "{app}": {e.message}', hint=e.hint)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..appc import isolators as iso
 from ..appc.manifest import parse_pod_manifest
-from ..errors import ManifestError, RktError, UsageError
+from ..errors import ManifestError, UsageError
 from .volumes import implicit_volumes
 
 # Pod flags that build what the manifest already says; their defaults mean "not given".
@@ -78,10 +78,7 @@ def complete(manifest: dict[str, Any], image_key: Callable[[str], str],
         if not runtime.get("exec"):
             raise ManifestError(f'pod manifest: app "{ra["name"]}" has nothing to run',
                                 hint="give it app.exec, or use an image that has one")
-        try:
-            iso.check_all(runtime.get("isolators") or [])
-        except RktError as e:
-            raise iso.as_error(e, str(ra["name"])) from None
+        iso.check_all(runtime.get("isolators") or [], str(ra["name"]))
         app.setdefault("mounts", [])
         app.setdefault("annotations", [])
         apps.append(app)

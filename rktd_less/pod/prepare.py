@@ -11,7 +11,7 @@ from typing import Any
 from ..appc import isolators as iso
 from ..appc.isolators import AppIsolatorFlags
 from ..common.podpaths import PodPaths
-from ..errors import ManifestError, RktError, UsageError
+from ..errors import ManifestError, UsageError
 from ..fsio import replace_file
 from .volumes import implicit_volumes, prepare_volumes
 
@@ -111,11 +111,9 @@ def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> dict[str, Any]:
     env.update(dict(req.environment))
     if env:
         app["environment"] = [{"name": k, "value": v} for k, v in env.items()]
-    try:
-        isolators = iso.check_all(iso.merge(iso.check_all(img_app.get("isolators") or []),
-                                            req.isolator_flags))
-    except RktError as e:
-        raise iso.as_error(e, _image_name(r.manifest)) from None
+    name = _image_name(r.manifest)
+    isolators = iso.check_all(iso.merge(iso.check_all(img_app.get("isolators") or [], name),
+                                        req.isolator_flags), name)
     if isolators:
         app["isolators"] = isolators
     if req.user_annotations:

@@ -74,10 +74,7 @@ def _isolators(ra: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, A
     """The app's isolators from the pod manifest (stage0 merged the image's and the flags'),
     or the image's where the pod manifest has no app (--pod-manifest), checked again."""
     app = ra.get("app") or manifest.get("app") or {}
-    try:
-        return iso.check_all(app.get("isolators") or [])
-    except RktError as e:
-        raise iso.as_error(e, str(ra.get("name"))) from None
+    return iso.check_all(app.get("isolators") or [], str(ra.get("name")))
 
 
 def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
