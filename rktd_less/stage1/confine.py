@@ -121,27 +121,25 @@ def _expand(entries: Sequence[str], remove: bool) -> list[str] | None:
 
 
 def seccomp_lines(isolators: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The filter of one app; [] when it has none."""
-    retain = iso.last(isolators, iso.SECCOMP_RETAIN)
-    remove = iso.last(isolators, iso.SECCOMP_REMOVE)
-    chosen = retain or remove
-    if chosen is not None and not (
-            remove is not None and remove["value"]["set"] == ["@appc.io/empty"]):
-        names = _expand(chosen["value"]["set"], remove=chosen is remove)
-        if names is None:
-            return []
-        if not names:  # an empty retain set: only systemd's implicit @default
-            names = ["@default"]
-        prefix = "~" if chosen is remove else ""
-        lines = [f"SystemCallFilter={prefix}{' '.join(names)}"]
-        if chosen["value"].get("errno"):
-            lines.append(f"SystemCallErrorNumber={chosen['value']['errno']}")
-        return lines
-    return [f"SystemCallFilter={' '.join(sorted(DEFAULT_ALLOW))}",
-            "SystemCallErrorNumber=EPERM",
-            "RestrictNamespaces=yes",
-            "LockPersonality=yes",
-            "RestrictAddressFamilies=~AF_ALG AF_VSOCK"]
+    """The filter of one app; [] when it has none. (An app has at most one seccomp isolator:
+    appc/isolators.check_all.)"""
+    chosen = iso.last(isolators, iso.SECCOMP_RETAIN, iso.SECCOMP_REMOVE)
+    remove = chosen is not None and chosen["name"] == iso.SECCOMP_REMOVE
+    if chosen is None or (remove and chosen["value"]["set"] == ["@appc.io/empty"]):
+        return [f"SystemCallFilter={' '.join(sorted(DEFAULT_ALLOW))}",
+                "SystemCallErrorNumber=EPERM",
+                "RestrictNamespaces=yes",
+                "LockPersonality=yes",
+                "RestrictAddressFamilies=~AF_ALG AF_VSOCK"]
+    names = _expand(chosen["value"]["set"], remove=remove)
+    if names is None:
+        return []
+    if not names:  # an empty retain set: only systemd's implicit @default
+        names = ["@default"]
+    lines = [f"SystemCallFilter={'~' if remove else ''}{' '.join(names)}"]
+    if chosen["value"].get("errno"):
+        lines.append(f"SystemCallErrorNumber={chosen['value']['errno']}")
+    return lines
 
 
 def _resources(isolators: Sequence[Mapping[str, Any]]) -> list[str]:
