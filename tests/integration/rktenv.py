@@ -56,6 +56,12 @@ class Rkt:
         return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE,  # type: ignore[call-overload]
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, **kw)
 
+    def pod_files(self) -> list[str]:
+        """Every path below the pods directory: compared before and after a refused command,
+        to show that it left nothing on disk."""
+        pods = self.data / "pods"
+        return sorted(str(p.relative_to(pods)) for p in pods.rglob("*")) if pods.exists() else []
+
     def uuid_file(self) -> Path:
         return self.work / f"uuid-{uuidlib.uuid4().hex[:8]}"
 

@@ -125,12 +125,11 @@ def test_image_isolators_and_their_cli_override(env: Rkt, probe: Path) -> None:
 def test_bad_image_isolator_is_refused(env: Rkt, probe: Path) -> None:
     img = _image_with(env, probe, "badiso", [
         {"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_FLY"]}}])
-    pods = len(list((env.data / "pods").rglob("*-*-*-*-*"))) if (env.data / "pods").exists() else 0
+    pods = env.pod_files()
     cp = run_sh(env, img, "true", check=False)
     assert cp.returncode == 254, cp
     assert 'unknown capability "CAP_FLY"' in cp.stderr and len(cp.stderr.splitlines()) == 1, cp
-    after = len(list((env.data / "pods").rglob("*-*-*-*-*"))) if (env.data / "pods").exists() else 0
-    assert after == pods
+    assert env.pod_files() == pods
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -290,7 +289,7 @@ def test_pod_manifest_isolators(env: Rkt, probe: Path) -> None:
     assert s["CapBnd"] == "0000000000000020", s  # the image's: CAP_KILL only
     bad = manifest({"exec": cmd, "user": "0", "group": "0", "isolators": [
         {"name": "os/linux/seccomp-retain-set", "value": {"set": ["nosuchcall"]}}]})
-    pods = sorted(p.name for p in (env.data / "pods").rglob("*"))
+    pods = env.pod_files()
     cp = env("run", f"--pod-manifest={bad}", check=False)
     assert cp.returncode == 254 and 'app "p": unknown syscall "nosuchcall"' in cp.stderr, cp
-    assert sorted(p.name for p in (env.data / "pods").rglob("*")) == pods
+    assert env.pod_files() == pods

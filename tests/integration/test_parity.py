@@ -54,14 +54,11 @@ def test_os_arch_checked_at_run(env: Rkt, kw: dict[str, object], message: str) -
     from tests.helpers.aci import build_aci
 
     img = build_aci(env.work / "osarch.aci", name="example.com/osarch", **kw)  # type: ignore[arg-type]
-    pods = sorted(p.name for p in (env.data / "pods").rglob("*")) if (
-        env.data / "pods").exists() else []
+    pods = env.pod_files()
     cp = env("run", INSECURE, str(img), "--exec", "/bin/true", check=False)
     assert cp.returncode == 254 and message in cp.stderr, cp
     assert len(cp.stderr.strip().splitlines()) == 1
-    after = sorted(p.name for p in (env.data / "pods").rglob("*")) if (
-        env.data / "pods").exists() else []
-    assert after == pods
+    assert env.pod_files() == pods
 
 
 def test_enter_waits_for_a_starting_pod(env: Rkt, aci: Path) -> None:

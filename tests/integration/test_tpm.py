@@ -113,12 +113,12 @@ def test_log_replays_to_the_pcr(env: Rkt, aci: Path, swtpm: str) -> None:
 def test_require_refuses_a_pod_it_cannot_measure(env: Rkt, aci: Path) -> None:
     dead = "swtpm:host=127.0.0.1,port=" + str(_free_port())
     _configure(env, dead, policy="require")
-    before = sorted(p.name for p in (env.data / "pods").rglob("*"))
+    before = env.pod_files()
     cp, _ = _run(env, aci, check=False)
     assert cp.returncode == 254, cp
     assert "TPM measurement failed" in cp.stderr and "require" in cp.stderr, cp
     assert len(cp.stderr.strip().splitlines()) == 1 and "ran" not in cp.stdout
-    assert sorted(p.name for p in (env.data / "pods").rglob("*")) == before  # no pod left
+    assert env.pod_files() == before  # no pod left
 
     _configure(env, dead, policy="measure")
     cp, uuid = _run(env, aci)

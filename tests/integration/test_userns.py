@@ -20,10 +20,6 @@ def aci(env: Rkt) -> Path:
     return probe_aci_for(env.work, glibc=False)
 
 
-def _pods(env: Rkt) -> list[str]:
-    return sorted(p.name for p in (env.data / "pods").rglob("*")) if (
-        env.data / "pods").exists() else []
-
 
 def test_no_overlay_copies_and_runs(env: Rkt, aci: Path) -> None:
     uf = env.uuid_file()
@@ -79,12 +75,12 @@ def test_private_users_maps_the_pods_root(env: Rkt, aci: Path) -> None:
 
 
 def test_private_users_needs_no_overlay(env: Rkt, aci: Path) -> None:
-    before = _pods(env)
+    before = env.pod_files()
     cp = env("run", INSECURE, "--private-users", str(aci), check=False)
     assert cp.returncode == 254, cp
     assert "cannot use both overlay and user namespace" in cp.stderr and "--no-overlay" in (
         cp.stderr), cp
-    assert len(cp.stderr.strip().splitlines()) == 1 and _pods(env) == before
+    assert len(cp.stderr.strip().splitlines()) == 1 and env.pod_files() == before
 
 
 def test_prepared_private_users_pod_runs_later(env: Rkt, aci: Path) -> None:
