@@ -14,11 +14,11 @@ from pathlib import Path
 from systemd import journal as sdjournal
 
 
-def _message(entry: dict[str, object]) -> str:
+def _item(entry: dict[str, object]) -> tuple[str, str]:
+    """(identifier, message) of one entry; a message that is not UTF-8 comes as bytes."""
     msg = entry.get("MESSAGE", "")
-    if isinstance(msg, bytes):
-        return msg.decode("utf-8", "replace")
-    return str(msg)
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+    return str(entry.get("SYSLOG_IDENTIFIER", "")), text
 
 
 def _reader(directory: Path, idents: Sequence[str]) -> sdjournal.Reader:
@@ -37,7 +37,7 @@ def read(directory: Path, idents: Sequence[str], *, lines: int | None = None,
     try:
         tail: collections.deque[tuple[str, str]] = collections.deque(maxlen=lines)
         for entry in r:
-            tail.append((str(entry.get("SYSLOG_IDENTIFIER", "")), _message(entry)))
+            tail.append(_item(entry))
         yield from tail
         while follow:
             running = alive()
@@ -45,7 +45,7 @@ def read(directory: Path, idents: Sequence[str], *, lines: int | None = None,
             got = False
             for entry in r:
                 got = True
-                yield str(entry.get("SYSLOG_IDENTIFIER", "")), _message(entry)
+                yield _item(entry)
             if not running and not got:
                 return
     finally:
