@@ -33,4 +33,10 @@ if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >.venv/pip
     echo "install.sh: pip install failed" >&2
     exit 1
 fi
+# The editable install's stage1 images (a wheel or .deb build makes them in setup.py):
+# rebuilt at every install, so a changed stage1-*/ source is never shadowed by an old image.
+if ! .venv/bin/python -m rktd_less.stage1.image rktd_less/stage1-images >/dev/null; then
+    echo "install.sh: building the stage1 images failed" >&2
+    exit 1
+fi
 echo "install.sh: ready: $(.venv/bin/rkt version | head -1)"

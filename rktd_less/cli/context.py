@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..config import ConfigDirs, Insecure
+from ..config import ConfigDirs, Insecure, PathsConfig
 from ..errors import PermissionDenied
 from ..paths import Paths
 
@@ -23,6 +24,7 @@ class Context:
     insecure: Insecure
     debug: bool
     trust_keys_from_https: bool
+    paths_config: PathsConfig = dataclasses.field(default_factory=PathsConfig)  # paths.d
 
     def out(self, line: str) -> None:
         print(line, flush=True)

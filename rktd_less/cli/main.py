@@ -9,14 +9,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ..config import ConfigDirs, Insecure
+from ..config import ConfigDirs, Insecure, load_paths
 from ..errors import RktError, UsageError
 from ..paths import DEFAULT_LOCAL_CONFIG, DEFAULT_SYSTEM_CONFIG, Paths
 from .context import Context
 from .flags import Flag, Kind, defaults, parse, take_flag
 
 GLOBAL_FLAGS: dict[str, Flag] = {
-    "dir": Flag(Kind.STR, "/var/lib/rkt", "rkt data directory"),
+    # unset: paths.d "data", else /var/lib/rkt (rkt's calculateDataDir)
+    "dir": Flag(Kind.STR, None, "rkt data directory (default /var/lib/rkt)"),
     "system-config": Flag(Kind.STR, str(DEFAULT_SYSTEM_CONFIG), "system configuration directory"),
     "local-config": Flag(Kind.STR, str(DEFAULT_LOCAL_CONFIG), "local configuration directory"),
     "user-config": Flag(Kind.STR, "", "user configuration directory"),
@@ -46,6 +47,7 @@ VERBS = {
     "image": "image",
     "version": "version",
     "completion": "completion",
+    "config": "config",
 }
 HIDDEN = {"help"}
 
@@ -90,20 +92,21 @@ def _split_globals(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _context(verb: str, g: dict[str, Any]) -> Context:
-    if not g["dir"]:
+    if g["dir"] is not None and not g["dir"]:
         raise UsageError("--dir must not be empty")
     for flag in ("dir", "system-config", "local-config", "user-config"):
         # may not exist yet; what exists must be a directory
         if g[flag] and os.path.exists(g[flag]) and not os.path.isdir(g[flag]):
             raise UsageError(f'--{flag}: "{g[flag]}" is not a directory')
+    config = ConfigDirs(system=Paths.from_dir(g["system-config"]).data,
+                        local=Paths.from_dir(g["local-config"]).data,
+                        user=Paths.from_dir(g["user-config"]).data if g["user-config"]
+                        else None)
+    paths_config = load_paths(config)
     return Context(
-        verb=verb, paths=Paths.from_dir(g["dir"]),
-        config=ConfigDirs(system=Paths.from_dir(g["system-config"]).data,
-                          local=Paths.from_dir(g["local-config"]).data,
-                          user=Paths.from_dir(g["user-config"]).data if g["user-config"]
-                          else None),
-        insecure=Insecure.parse(g["insecure-options"]), debug=bool(g["debug"]),
-        trust_keys_from_https=bool(g["trust-keys-from-https"]))
+        verb=verb, paths=Paths.from_dir(g["dir"] or paths_config.data or None),
+        config=config, insecure=Insecure.parse(g["insecure-options"]), debug=bool(g["debug"]),
+        trust_keys_from_https=bool(g["trust-keys-from-https"]), paths_config=paths_config)
 
 
 def _merge_globals(g: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:

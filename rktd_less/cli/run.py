@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..common.contract import entry_env
 from ..common.podpaths import PodPaths
+from ..config import load_stage1
 from ..errors import PodError, RktError, UsageError
 from ..fetch.resolve import resolve_image
-from ..pod import launch, names, poddir, userns
+from ..pod import launch, names, poddir, stage1select, userns
 from ..pod.prepare import (
     PodPlan,
     ResolvedApp,
@@ -22,7 +24,6 @@ from ..pod.prepare import (
     stage1_entrypoint,
     write_pod_dir,
 )
-from ..stage1.image import ensure_default
 from ..stage1.nspawn import IPC_MODES
 from .context import Context
 from .flags import Flag, Kind
@@ -51,6 +52,9 @@ Pod flags (before the first image):
       --pod-manifest=FILE        run this pod manifest (no images, volumes or env flags then)
       --detach                   start the pod as rkt-<uuid>.service, print its UUID and
                                  return once its apps are up (logs: journalctl -u)
+      --stage1-path=FILE | --stage1-url=URL | --stage1-name=NAME | --stage1-hash=ID |
+      --stage1-from-dir=FILE     the stage1 image (one of them; default: stage1.d config,
+                                 else stage1-nspawn.aci of the stage1 images directory)
 Per-app flags (after an image): --name --exec --user --group --supplementary-gids
       --working-dir --environment=NAME=VALUE --readonly-rootfs --mount=volume=NAME,target=PATH
       --signature=FILE
@@ -77,6 +81,7 @@ FLAGS: dict[str, Flag] = {
     "pod-name": Flag(Kind.STR, "", "a unique name for the pod, usable instead of its UUID"),
     "pod-manifest": Flag(Kind.STR, "", "the path to the pod manifest to run"),
     "detach": Flag(Kind.BOOL, False, "start the pod as a service and return once it is up"),
+    **{f: Flag(Kind.MULTI, [], h) for f, h in stage1select.FLAG_HELP.items()},
 }
 
 
@@ -170,15 +175,14 @@ def _check_ids(manifest: dict[str, Any], trees: dict[str, tuple[str, bytes]],
 
 def prepare_pod(ctx: Context, values: dict[str, Any], plan_apps: list[ResolvedApp],
                 store: Store, user_manifest: dict[str, Any] | None,
-                env_plan: dict[str, Any]) -> tuple[poddir.Embryo, Path]:
+                env_plan: dict[str, Any], stage1_key: str) -> tuple[poddir.Embryo, Path]:
     """Render everything first, then make the pod dir; on failure leave nothing behind."""
-    stage1_key = ensure_default(store)
     stage1_tree = store.render(stage1_key)
     if user_manifest is not None:
         manifest = _from_manifest(user_manifest, store)
     else:
         manifest = pod_manifest(PodPlan(apps=tuple(plan_apps), **env_plan))
-    from ..stage1.image import host_arch
+    from ..common.platform import host_arch
 
     for ra in manifest["apps"]:  # before any tree is rendered
         check_os_arch(json.loads(store.manifest_bytes(ra["image"]["id"])), host_arch())
@@ -232,6 +236,8 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
     else:
         n_apps = len(parsed.apps)
     check_pod_flags(values, n_apps)
+    stage1_choice = stage1select.from_flags(values, args)
+    stage1_config = load_stage1(ctx.config)
     check_uuid_file(values)
     env_plan = _env_plan(values)  # every flag checked before any work is done
     settings = ctx.fetch_settings(values["pull-policy"])
@@ -244,12 +250,16 @@ def prepare_from_args(args: list[str], spec: dict[str, Flag],
         key = resolve_image(store, req.image, settings, req.signature)
         resolved.append(ResolvedApp(request=req, key=key,
                                     manifest=json.loads(store.manifest_bytes(key))))
+    # after the apps' images, so that a refused image leaves no stage1 in a new store
+    stage1_key = stage1select.select(store, settings, stage1_choice, stage1_config,
+                                     stage1select.images_dir(ctx.paths_config.stage1_images))
     # Shared with other preparers, exclusive against image gc/rm: a tree rendered here must
     # not be collected before the pod dir names it.
     from ..pod.refs import prepare_lock
 
     with prepare_lock(ctx.paths, exclusive=False):
-        embryo, entrypoint = prepare_pod(ctx, values, resolved, store, user_manifest, env_plan)
+        embryo, entrypoint = prepare_pod(ctx, values, resolved, store, user_manifest, env_plan,
+                                         stage1_key)
     return ctx, values, embryo, entrypoint
 
 
@@ -311,7 +321,8 @@ def launch_pod(ctx: Context, uuid: str, path: Path, lock_fd: int, entrypoint: Pa
     """Start a pod that is in ``run/`` and whose shared 'running' lock ``lock_fd`` holds."""
     lx = launch.Launch(uuid=uuid, poddir=path, entrypoint=entrypoint,
                        args=stage1_args(ctx, uuid, path, values),
-                       interactive=values["interactive"], env=_selinux_env())
+                       interactive=values["interactive"],
+                       env=(*entry_env().items(), *_selinux_env()))
     if values.get("detach"):
         return _detach(ctx, lx, lock_fd)
     mode = launch.choose_mode()

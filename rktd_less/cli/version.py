@@ -15,7 +15,7 @@ FLAGS: dict[str, Flag] = {}
 
 
 def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
-    from ..stage1.image import host_arch
+    from ..common.platform import host_arch
 
     ctx.out(f"rkt Version: {__version__}")
     ctx.out(f"appc Version: {APPC_VERSION}")

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..common.platform import host_arch
 from ..errors import TrustError
-from ..stage1.image import host_arch
 
 if TYPE_CHECKING:
     from ..store import Store

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..appc.manifest import MAX_MANIFEST
+from ..common.platform import host_arch
 from ..config import ConfigDirs, Insecure
 from ..errors import FetchError, ImageError, NotFound, TrustError, UsageError
-from ..stage1.image import host_arch
 
 if TYPE_CHECKING:
     from ..store import Store

@@ -7,9 +7,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..common.platform import host_arch
 from ..errors import NotFound, UsageError
 from ..ids import looks_like_image_id
-from ..stage1.image import host_arch
 from .images import FetchSettings
 
 if TYPE_CHECKING:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..common.contract import entry_env
 from ..common.podpaths import PodPaths
 from ..errors import Stage1Error
 from ..host import proc
@@ -33,7 +34,8 @@ def call(paths: Paths, ref: PodRef, which: str, args: list[str]) -> None:
         if which == "gc":
             return  # the stage1 image is gone: nothing of it to clean up
         raise Stage1Error(f'pod "{ref.uuid}": stage1 has no "{which}" entrypoint')
-    proc.run([str(ep), *args, ref.uuid], cwd=ref.path, what=f"stage1 {which}")
+    proc.run([str(ep), *args, ref.uuid], cwd=ref.path, what=f"stage1 {which}",
+             env=proc.clean_env(entry_env()))
 
 
 def exec_entrypoint(paths: Paths, ref: PodRef, which: str, args: list[str]) -> int:
@@ -42,4 +44,5 @@ def exec_entrypoint(paths: Paths, ref: PodRef, which: str, args: list[str]) -> i
     ep = entrypoint(paths, ref, which)
     if ep is None:
         raise Stage1Error(f'pod "{ref.uuid}": stage1 has no "{which}" entrypoint')
-    return proc.run_passthrough([str(ep), *args], cwd=ref.path)
+    return proc.run_passthrough([str(ep), *args], cwd=ref.path,
+                                env=proc.clean_env(entry_env()))

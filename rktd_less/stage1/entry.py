@@ -37,6 +37,10 @@ from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, 
 from .nspawn import IPC_MODES, NspawnPlan, nspawn_argv, nspawn_env
 
 RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "opt/stage2", "etc/systemd/system")
+# The generators of the machine's systemd would run at every pod boot (one process each, some
+# shell scripts): none has anything to do in a stage1 (no fstab, gettys, init scripts, disks),
+# so each is masked as systemd documents: a same-named link to /dev/null under /etc.
+GENERATOR_DIRS = ("system-generators", "system-environment-generators")
 
 
 def _opts(args: list[str]) -> tuple[dict[str, str], str]:
@@ -68,6 +72,28 @@ def _lock_pod(poddir: Path) -> int:
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
     replace_file(path, text, mode=mode)  # rewritten at every start: no fsync on the way up
+
+
+def _host_assets(root: Path) -> None:
+    """What the stage1 takes of the machine it runs on, written at every start (the image is
+    built elsewhere, as rkt's host flavour installed its assets at run time): the os-release
+    nspawn looks for, and the masks of the machine's systemd generators."""
+    for release in (Path("/etc/os-release"), Path("/usr/lib/os-release")):
+        with contextlib.suppress(FileNotFoundError):
+            _write(root / "etc" / "os-release", release.read_text())
+            break
+    else:
+        raise RktError("this machine has no os-release file (/etc/os-release)")
+    for gdir in GENERATOR_DIRS:
+        try:
+            names = os.listdir(Path("/usr/lib/systemd") / gdir)
+        except FileNotFoundError:
+            continue
+        masks = root / "etc" / "systemd" / gdir
+        masks.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if not os.path.lexists(masks / name):
+                os.symlink("/dev/null", masks / name)
 
 
 def _isolators(ra: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -171,6 +197,7 @@ def run(args: list[str]) -> int:
                       root)
     for d in RESERVED_DIRS:
         (root / d).mkdir(parents=True, exist_ok=True)
+    _host_assets(root)
 
     app_units: list[units.AppUnit] = []
     apps_caps: list[tuple[str, ...]] = []

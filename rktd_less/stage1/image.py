@@ -1,8 +1,20 @@
-"""Build the default stage1 ACI from ``stage1-nspawn/`` and make sure it is in the store."""
+"""Build stage1 images (ACI files) from the ``stage1-<flavour>/`` source directories.
+
+This runs when a package is built (setup.py, scripts/build-deb.sh) or by a developer
+(``python -m rktd_less.stage1.image OUTDIR``), never on the pod start path: stage0 only ever
+sees a stage1 as an ACI file in the stage1 images directory, imported into the store like any
+other image (pod/stage1select.py).
+
+An image holds nothing of the machine it was built on except its ``arch`` label: what a pod
+needs of the machine it runs on (its os-release, its systemd's generators to mask) the run
+entrypoint writes at every start. Its entrypoints are shell shims that run this package's
+stage1 code with the interpreter stage0 names in ``RKTD_LESS_PYTHON`` (the one stage0 runs
+under, so a virtual environment's install runs its own code), else the system's python3.
+Standard library only: setup.py imports it from the source tree.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -10,17 +22,12 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..errors import Stage1Error
+from ..common.contract import PYTHON_ENV
+from ..common.platform import host_arch
 
-if TYPE_CHECKING:
-    from ..store import Store
-
-STAGE1_NAME = "rktd-less/stage1-nspawn"
-SOURCE_LABEL = "source"
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "stage1-nspawn"
+SYSTEM_PYTHON = "/usr/bin/python3"
 ENTRYPOINTS = ("init", "stop", "gc", "enter")
 _DIRS = ("usr", "proc", "sys", "dev", "run", "tmp", "var/log/journal", "rkt/status", "rkt/env",
          "rkt/iomux", "opt/stage2", "etc/systemd/system")
@@ -29,18 +36,18 @@ _LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/
 _MTIME = 1_700_000_000  # fixed, so the same sources give the same image ID
 
 
-def host_arch() -> str:
-    m = os.uname().machine
-    return {"x86_64": "amd64", "aarch64": "aarch64", "i686": "i386"}.get(m, m)
+class BuildError(Exception):
+    pass
 
 
-def entry_script(verb: str, python: str) -> bytes:
+def entry_script(verb: str) -> bytes:
+    code = ("import sys; from rktd_less.stage1.entry import main; "
+            f"sys.exit(main({verb!r}, sys.argv[1:]))")
     return (
-        f"#!{python} -I\n"
-        "# stage1 entrypoint of rktd-less; the code lives in rktd_less.stage1.entry.\n"
-        "import sys\n"
-        "from rktd_less.stage1.entry import main\n"
-        f"sys.exit(main({verb!r}, sys.argv[1:]))\n"
+        "#!/bin/sh\n"
+        "# stage1 entrypoint of rktd-less: its code is the rktd_less package of the rkt that\n"
+        f"# started it (${PYTHON_ENV}), else the system's.\n"
+        f'exec "${{{PYTHON_ENV}:-{SYSTEM_PYTHON}}}" -I -c "{code}" "$@"\n'
     ).encode()
 
 
@@ -55,52 +62,42 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, mode: in
     tar.addfile(ti, io.BytesIO(data) if data is not None else None)
 
 
-def source_digest(python: str, source: Path = SOURCE_DIR) -> str:
-    """Identifies what the built image would contain: its sources, the interpreter the
-    entrypoints use and our version. A changed source gives a new image, not a stale one."""
-    h = hashlib.sha256(f"{__version__}\0{python}\0".encode())
-    h.update(entry_script("x", python))
-    h.update(Path(__file__).read_bytes())
-    h.update(repr(host_generators()).encode())
-    for path in sorted(source.rglob("*")):
-        if path.is_file():
-            h.update(path.relative_to(source).as_posix().encode() + b"\0")
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+def flavour_of(source: Path) -> str:
+    """``stage1-nspawn/`` -> ``nspawn``."""
+    name = source.name
+    if not name.startswith("stage1-") or len(name) == len("stage1-"):
+        raise BuildError(f'"{source}": a stage1 source directory is named stage1-<flavour>')
+    return name[len("stage1-"):]
 
 
-# The host's generators would run at every pod boot (one process each, some shell scripts):
-# none of them has anything to do in a stage1 (no fstab, gettys, init scripts, disks), so the
-# stage1 masks them as systemd documents: a same-named link to /dev/null under /etc.
-GENERATOR_DIRS = ("system-generators", "system-environment-generators")
+def image_name(flavour: str) -> str:
+    return f"rktd-less/stage1-{flavour}"
 
 
-def host_generators() -> list[tuple[str, str]]:
-    """(generator dir, name) of every generator of the machine's systemd."""
-    out = []
-    for d in GENERATOR_DIRS:
-        try:
-            names = sorted(os.listdir(Path("/usr/lib/systemd") / d))
-        except FileNotFoundError:
-            continue
-        out += [(d, n) for n in names]
-    return out
+def file_name(flavour: str) -> str:
+    return f"stage1-{flavour}.aci"
 
 
-def build_aci(dest: Path, python: str | None = None, source: Path = SOURCE_DIR) -> None:
-    """Write the stage1 ACI (plain tar) to ``dest``."""
-    if not (source / "manifest.json").is_file():
-        raise Stage1Error(f"stage1 source not found at {source}",
-                          hint="use --stage1-path to name a stage1 image")
-    manifest = json.loads((source / "manifest.json").read_text().replace("@VERSION@", __version__))
-    python = python or sys.executable
+def _manifest(source: Path) -> bytes:
+    try:
+        manifest = json.loads((source / "manifest.json").read_text()
+                              .replace("@VERSION@", __version__))
+    except (OSError, ValueError) as e:
+        raise BuildError(f'"{source / "manifest.json"}": {e}') from None
+    if manifest.get("name") != image_name(flavour_of(source)):
+        raise BuildError(f'"{source}/manifest.json" names {manifest.get("name")!r}, '
+                         f"expected {image_name(flavour_of(source))!r}")
     for label in manifest["labels"]:
         if label["name"] == "arch":
             label["value"] = host_arch()
-    manifest["labels"].append({"name": SOURCE_LABEL, "value": source_digest(python, source)})
-    os_release = Path("/etc/os-release").resolve().read_bytes()
+    return json.dumps(manifest, indent=2).encode()
+
+
+def build_aci(source: Path, dest: Path) -> None:
+    """Write the stage1 ACI (plain tar) of ``source`` to ``dest``."""
+    manifest = _manifest(source)
     with tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as tar:
-        _add(tar, "manifest", json.dumps(manifest, indent=2).encode())
+        _add(tar, "manifest", manifest)
         _add(tar, "rootfs", kind=tarfile.DIRTYPE, mode=0o755)
         seen = {"rootfs"}
         for d in _DIRS:
@@ -113,19 +110,10 @@ def build_aci(dest: Path, python: str | None = None, source: Path = SOURCE_DIR) 
                     _add(tar, p, kind=tarfile.DIRTYPE, mode=mode)
         for name, target in _LINKS.items():
             _add(tar, f"rootfs/{name}", kind=tarfile.SYMTYPE, mode=0o777, link=target)
-        for gdir, gen in host_generators():
-            for i in (3, 4):  # rootfs/etc/systemd, rootfs/etc/systemd/<gdir>
-                p = "/".join(["rootfs", "etc", "systemd", gdir][:i])
-                if p not in seen:
-                    seen.add(p)
-                    _add(tar, p, kind=tarfile.DIRTYPE, mode=0o755)
-            _add(tar, f"rootfs/etc/systemd/{gdir}/{gen}", kind=tarfile.SYMTYPE, mode=0o777,
-                 link="/dev/null")
-        _add(tar, "rootfs/etc/os-release", os_release)  # a real file: nspawn checks it
         _add(tar, "rootfs/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         _add(tar, "rootfs/etc/group", b"root:x:0:\n")
         for verb in ENTRYPOINTS:
-            _add(tar, f"rootfs/{verb}", entry_script(verb, python), mode=0o755)
+            _add(tar, f"rootfs/{verb}", entry_script(verb), mode=0o755)
         static = source / "rootfs"
         for path in sorted(static.rglob("*")):
             rel = "rootfs/" + path.relative_to(static).as_posix()
@@ -137,28 +125,47 @@ def build_aci(dest: Path, python: str | None = None, source: Path = SOURCE_DIR) 
                 _add(tar, rel, path.read_bytes(), mode=path.stat().st_mode & 0o7777)
 
 
-def build_to_temp(tmp_dir: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix="stage1-", suffix=".aci", dir=tmp_dir)
-    os.close(fd)
+def sources(root: Path) -> list[Path]:
+    """Every stage1 source directory (``stage1-*/manifest.json``) of a source tree."""
+    return sorted(p.parent for p in root.glob("stage1-*/manifest.json"))
+
+
+def build_all(root: Path, outdir: Path) -> list[Path]:
+    """Build every stage1 of the source tree ``root`` into ``outdir``/stage1-<flavour>.aci,
+    each written to a temporary file and renamed: a reader never sees half an image."""
+    found = sources(root)
+    if not found:
+        raise BuildError(f'no stage1 sources (stage1-*/manifest.json) under "{root}"')
+    outdir.mkdir(parents=True, exist_ok=True)
+    built = []
+    for source in found:
+        dest = outdir / file_name(flavour_of(source))
+        fd, tmp = tempfile.mkstemp(prefix=".stage1-", dir=outdir)
+        os.close(fd)
+        try:
+            build_aci(source, Path(tmp))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        built.append(dest)
+    return built
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (1, 2):
+        print("usage: python -m rktd_less.stage1.image OUTDIR [SOURCE-TREE]", file=sys.stderr)
+        return 2
+    root = Path(argv[1]) if len(argv) == 2 else Path(__file__).resolve().parents[2]
     try:
-        build_aci(Path(name))
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
+        for path in build_all(root, Path(argv[0])):
+            print(path)
+    except (BuildError, OSError) as e:
+        print(f"stage1 image build: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def ensure_default(store: Store) -> str:
-    """The default stage1's store key; built and imported on first use."""
-    key = store.find_by_name(STAGE1_NAME, {"version": __version__, "os": "linux",
-                                           "arch": host_arch(),
-                                           SOURCE_LABEL: source_digest(sys.executable)})
-    if key is not None:
-        return key
-    from ..store.tmp import private_dir
-
-    aci = build_to_temp(private_dir(store.paths))
-    try:
-        return store.import_aci(aci)
-    finally:
-        aci.unlink(missing_ok=True)
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
