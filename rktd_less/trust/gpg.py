@@ -2,12 +2,14 @@
 
 Policy (which keys, what a result means, the messages) lives in ``keystore``; this module is
 mechanism only. The home is a fresh temporary directory, removed on exit: the caller's
-``~/.gnupg``, ``GNUPGHOME`` and agents are never touched (clean environment, ``--homedir``,
-``--no-autostart``), and nothing is ever fetched from a key server.
+``~/.gnupg``, ``GNUPGHOME`` and agents are never touched (``--homedir``, ``--no-autostart``,
+and a clean environment where python-gnupg can pass one: 0.5 on), and nothing is ever fetched
+from a key server. Works with python-gnupg 0.4.9 (Debian 12) and 0.5.x.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import shutil
@@ -45,9 +47,50 @@ class Verdict:
     primary_fingerprint: str  # primary key of the signer, lowercase, "" if unknown
 
 
+# gpg status keywords that make a signature file unacceptable even when another signature in it
+# is good, with python-gnupg's text for each. python-gnupg >= 0.5 collects them in
+# ``Verify.problems``; Debian 12's 0.4.9 does not, and keeps only the last signature's status, so
+# they are read from gpg's own status lines, the same way on every version.
+_PROBLEMS = {"BADSIG": "signature bad", "ERRSIG": "signature error",
+             "EXPSIG": "signature expired", "EXPKEYSIG": "signing key has expired",
+             "REVKEYSIG": "signing key was revoked", "NO_PUBKEY": "no public key",
+             "NO_SECKEY": "no secret key"}
+
+
 def _env() -> dict[str, str]:
     # No GNUPGHOME, GPG_AGENT_INFO, HOME...: the home is given by --homedir only.
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+
+
+def _new_gpg(home: str) -> Any:
+    """``gnupg.GPG`` on python-gnupg 0.4.9 (Debian 12) and 0.5.x alike. ``env=`` exists from
+    0.5 on; 0.4.9 runs gpg with our environment, which ``--homedir`` and ``--no-autostart``
+    already keep away from the caller's GnuPG home and agents."""
+    kwargs: dict[str, Any] = {}
+    if "env" in inspect.signature(gnupg.GPG.__init__).parameters:
+        kwargs["env"] = _env()
+    g = gnupg.GPG(gnupghome=home, options=list(_OPTIONS), **kwargs)
+    g.encoding = "utf-8"  # 0.4.9 takes no encoding= either; the attribute is read per call
+    return g
+
+
+def _first_problem(stderr: str) -> tuple[str, str] | None:
+    """(status text, key ID) of the first signature with a problem, from gpg's ``[GNUPG:]``
+    status lines (python-gnupg passes ``--status-fd 2`` and keeps stderr in ``.stderr``).
+    Within one signature (lines from one ``NEWSIG`` to the next) the last problem wins, as in
+    python-gnupg: ``ERRSIG`` then ``NO_PUBKEY`` is "no public key"."""
+    found: tuple[str, str] | None = None
+    for line in stderr.splitlines():
+        if not line.startswith("[GNUPG:] "):
+            continue
+        words = line[9:].split()
+        if not words:
+            continue
+        if words[0] == "NEWSIG" and found is not None:
+            return found
+        if words[0] in _PROBLEMS:
+            found = (_PROBLEMS[words[0]], words[1] if len(words) > 1 else "")
+    return found
 
 
 class TempKeyring:
@@ -60,8 +103,7 @@ class TempKeyring:
     def __enter__(self) -> TempKeyring:
         self._home = tempfile.mkdtemp(prefix="rkt-gpg-")
         try:
-            self._gpg = gnupg.GPG(gnupghome=self._home, options=list(_OPTIONS), env=_env(),
-                                  encoding="utf-8")
+            self._gpg = _new_gpg(self._home)
         except (OSError, ValueError) as e:
             self._cleanup()
             raise TrustError(f"cannot run gpg: {e}",
@@ -85,8 +127,14 @@ class TempKeyring:
 
     def scan(self, data: bytes) -> list[ScannedKey]:
         """The keys in ``data`` without importing them (``--dry-run --import``)."""
+        # scan_keys_mem() is python-gnupg 0.5 only; scan_keys(file) runs the same gpg command
+        # on 0.4.9 too. The file lives in this private home and goes with it.
+        g = self.gpg
+        path = os.path.join(str(self._home), "scan.key")
+        with open(path, "wb") as f:
+            f.write(data)
         out = []
-        for k in self.gpg.scan_keys_mem(data):
+        for k in g.scan_keys(path):
             if k.get("type") != "pub":
                 continue
             subkeys = tuple(str(sk[2]).lower() for sk in k.get("subkeys", []) if sk[2])
@@ -113,7 +161,13 @@ class TempKeyring:
     def verify(self, data: Path, signature: bytes) -> Verdict:
         """Check the detached ``signature`` (armored or binary) over the file ``data``."""
         v = self.gpg.verify_file(io.BytesIO(signature), data_filename=os.fspath(data))
-        ok = bool(v.valid) and v.returncode == 0 and not v.problems
-        return Verdict(valid=ok, status=str(v.status or ""), key_id=str(v.key_id or ""),
+        problem = _first_problem(str(v.stderr or ""))
+        ok = bool(v.valid) and v.returncode == 0 and problem is None and \
+            not getattr(v, "problems", None)
+        status, key_id = str(v.status or ""), str(v.key_id or "")
+        if problem is not None:
+            # python-gnupg's status and key are the last signature's, which may be a good one.
+            status, key_id = problem[0], problem[1] or key_id
+        return Verdict(valid=ok, status=status, key_id=key_id,
                        fingerprint=str(v.fingerprint or "").lower(),
                        primary_fingerprint=str(v.pubkey_fingerprint or "").lower())

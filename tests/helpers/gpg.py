@@ -45,6 +45,7 @@ class TestKey:
     fingerprint: str  # primary key, lowercase 40 hex (the keystore's file name)
     uid: str
     armored: bytes  # the ASCII-armored public key
+    faked_time: str | None = None  # gpg --faked-system-time for signing (an expired key)
 
     __test__ = False  # not a pytest test class
 
@@ -62,6 +63,8 @@ class TestKey:
             out = data.with_name(data.name + (".asc" if armor else ".sig"))
         args = [*_BATCH, "--yes", "--local-user", self.fingerprint, "--detach-sign",
                 "--output", str(out)]
+        if self.faked_time:
+            args += ["--faked-system-time", self.faked_time]
         if armor:
             args.append("--armor")
         run_gpg(self.home, [*args, str(data)])
@@ -75,16 +78,21 @@ class KeyFactory:
         # Short path: gpg-agent's socket lives in the home and socket paths are limited.
         self.home = Path(tempfile.mkdtemp(prefix="rkt-tgpg-"))
 
-    def new_key(self, uid: str, *, signing_subkey: bool = False) -> TestKey:
-        out = run_gpg(self.home, [*_BATCH, "--status-fd", "1", "--quick-gen-key", uid,
-                                  "ed25519", "sign", "never"])
+    def new_key(self, uid: str, *, signing_subkey: bool = False,
+                expired: bool = False) -> TestKey:
+        # An expired key: made on 2020-01-01 for one day; it signs as of that day, when it was
+        # valid, so its signatures are good ones by a key that has expired since.
+        when = ["--faked-system-time", "20200101T000000"] if expired else []
+        out = run_gpg(self.home, [*_BATCH, *when, "--status-fd", "1", "--quick-gen-key", uid,
+                                  "ed25519", "sign", "1d" if expired else "never"])
         fpr = next(line.split()[3] for line in out.decode().splitlines()
                    if line.startswith("[GNUPG:] KEY_CREATED"))
         if signing_subkey:
             # gpg then signs with the subkey: VALIDSIG names the subkey, the primary is trusted.
             run_gpg(self.home, [*_BATCH, "--quick-add-key", fpr, "ed25519", "sign", "never"])
         armored = run_gpg(self.home, ["--armor", "--export", fpr])
-        return TestKey(home=self.home, fingerprint=fpr.lower(), uid=uid, armored=armored)
+        return TestKey(home=self.home, fingerprint=fpr.lower(), uid=uid, armored=armored,
+                       faked_time="20200101T010000" if expired else None)
 
     def close(self) -> None:
         subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
@@ -98,6 +106,7 @@ class TestKeys:
     bob: TestKey  # a second key, e.g. trusted for another prefix
     carol: TestKey  # signs with a signing subkey
     stranger: TestKey  # never trusted anywhere
+    expired: TestKey  # expired since 2020; its signatures date from before
     factory: KeyFactory
 
     __test__ = False
@@ -112,6 +121,7 @@ def session_keys() -> TestKeys:
                     bob=f.new_key("Bob Example <bob@example.org>"),
                     carol=f.new_key("Carol Example <carol@example.com>", signing_subkey=True),
                     stranger=f.new_key("Mallory Stranger <mallory@example.net>"),
+                    expired=f.new_key("Old Example <old@example.com>", expired=True),
                     factory=f)
 
 

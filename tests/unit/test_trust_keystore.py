@@ -294,6 +294,42 @@ def test_verify_key_file_that_is_not_a_key(cfg: ConfigDirs, keys: TestKeys,
         Keystore(cfg).verify(NAME, signed, keys.alice.sign(signed))
 
 
+def _both(first: Path, second: Path, out: Path) -> Path:
+    """One signature file holding two binary detached signatures, as gpg reads them."""
+    out.write_bytes(first.read_bytes() + second.read_bytes())
+    return out
+
+
+@pytest.mark.parametrize("good_first", [True, False], ids=["good-first", "good-last"])
+def test_verify_every_signature_in_the_file_counts(cfg: ConfigDirs, keys: TestKeys,
+                                                   signed: Path, tmp_path: Path,
+                                                   good_first: bool) -> None:
+    # A good signature by a trusted key does not excuse another one in the same file, whatever
+    # the order (python-gnupg 0.4.9 reports only the last signature; 0.5 lists problems).
+    put(cfg.local, NAME, keys.alice)
+    put(cfg.local, NAME, keys.expired)
+    good = keys.alice.sign(signed, tmp_path / "good.sig", armor=False)
+    for other, message in (
+            (keys.stranger.sign(signed, tmp_path / "stranger.sig", armor=False),
+             f"signed by key {keys.stranger.key_id}, which is not trusted for prefix "
+             f'"{NAME}"'),
+            (keys.expired.sign(signed, tmp_path / "expired.sig", armor=False),
+             "signing key has expired")):
+        pair = (good, other) if good_first else (other, good)
+        sig = _both(*pair, tmp_path / "both.sig")
+        with pytest.raises(TrustError) as e:
+            Keystore(cfg).verify(NAME, signed, sig)
+        assert e.value.message == f'signature verification failed for "{NAME}": {message}'
+
+
+def test_verify_expired_key(cfg: ConfigDirs, keys: TestKeys, signed: Path) -> None:
+    put(cfg.local, NAME, keys.expired)
+    with pytest.raises(TrustError) as e:
+        Keystore(cfg).verify(NAME, signed, keys.expired.sign(signed))
+    assert e.value.message == (f'signature verification failed for "{NAME}": '
+                               "signing key has expired")
+
+
 def test_verify_signature_file_problems(cfg: ConfigDirs, keys: TestKeys, signed: Path,
                                         tmp_path: Path) -> None:
     ks = Keystore(cfg)
