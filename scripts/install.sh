@@ -12,20 +12,31 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # systemd-container: systemd-nspawn, machinectl, machined; dbus: the system bus in the test bed;
-# busybox-static: the test payload; libsystemd-dev pkg-config gcc python3-dev: python-systemd
-# builds from source; python3-venv: the virtual environment; util-linux: unshare/nsenter;
+# busybox-static: the test payload; python3-venv: the virtual environment; python3-dbus-next
+# python3-systemd python3-pyroute2 python3-gnupg python3-aiohttp python3-zstandard: our
+# dependencies as Debian 12 ships them (the .deb depends on them; the venv below sees them
+# through --system-site-packages, so every test runs against these versions);
+# util-linux: unshare/nsenter;
 # docker-registry skopeo apache2-utils (htpasswd): the docker:// fetch tests' loopback registry;
 # gpg gpg-agent: signature checks (python-gnupg runs gpg) and the tests' signing keys;
 # ca-certificates: HTTPS fetches; openssl zstd: the tests' certificates and zstd layers.
 # libc6-dev: the confinement tests build a static probe; swtpm tpm2-tools: the TPM tests' throw-away
 # software TPM and an independent PCR reader.
-apt-get install -y -qq systemd systemd-container dbus busybox-static libsystemd-dev pkg-config \
-    gcc libc6-dev python3-dev python3-venv util-linux tar gzip bzip2 xz-utils \
+apt-get install -y -qq systemd systemd-container dbus busybox-static \
+    gcc libc6-dev python3-venv util-linux tar gzip bzip2 xz-utils \
+    python3-dbus-next python3-systemd python3-pyroute2 python3-gnupg python3-aiohttp \
+    python3-zstandard \
     docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd \
     swtpm swtpm-tools tpm2-tools >/dev/null
 
+# A venv made before the dependencies came from Debian (without system site packages) is
+# made anew.
+if [ -x .venv/bin/python ] && ! grep -q '^include-system-site-packages = true' .venv/pyvenv.cfg
+then
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-    /usr/bin/python3 -m venv .venv
+    /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 # pip's own chatter goes to a log, shown only when the install fails.
 if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >.venv/pip.log 2>&1; then
