@@ -86,6 +86,10 @@ class Paths:
     def pod(self, phase: str, uuid: str) -> Path:
         return self.phase_dir(phase) / uuid
 
+    def pod_phase(self, uuid: str) -> str | None:
+        """The phase whose directory holds pod ``uuid`` now, if any."""
+        return next((ph for ph in POD_PHASES if self.pod(ph, uuid).is_dir()), None)
+
     @property
     def locks(self) -> Path:
         return self.data / "locks"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..common.podstatus import is_ready
 from ..errors import NotFound, PodError, UsageError
 from ..pod import poddir, stage1call
-from ..pod.info import is_ready, pod_info, pod_pid, wait_while_running
+from ..pod.info import pod_info, pod_pid, wait_while_running
 from ..pod.state import PodState
 from .context import Context
 from .flags import Flag, Kind, parse

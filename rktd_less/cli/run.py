@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common.contract import entry_env
 from ..common.podpaths import PodPaths
+from ..common.uidrange import UidRange
 from ..config import load_stage1
 from ..errors import PodError, RktError, UsageError
 from ..fetch.resolve import resolve_image
@@ -303,7 +304,7 @@ def _private_users(path: Path) -> str | None:
         text = PodPaths(path).private_users.read_text()
     except FileNotFoundError:
         return None
-    return userns.UidRange.parse(text).serialize()
+    return UidRange.parse(text).serialize()
 
 
 def _selinux_env() -> tuple[tuple[str, str], ...]:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..common.podpaths import PodPaths
+from ..common.podstatus import is_ready
 from ..errors import PodError, UsageError
 from ..pod import poddir
-from ..pod.info import is_ready, pod_info
+from ..pod.info import pod_info
 from ..pod.poddir import PodRef
 from ..pod.state import PodState, is_exited
 from .context import Context

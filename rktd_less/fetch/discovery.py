@@ -18,7 +18,7 @@ from ..errors import FetchError, UsageError
 from .http import HttpOptions, HttpStatusError, get_bytes, options_for
 
 if TYPE_CHECKING:
-    from ..cli.context import Context
+    from .http_options import FetchConfig
 
 MAX_PAGE = 1 << 20
 _HINT = "check the name, or fetch the image by URL or from a file"
@@ -114,6 +114,6 @@ def discover_pubkeys_with(prefix: str, opts: HttpOptions) -> list[str]:
     return _walk(prefix, opts, meta.PUBKEYS_DISCOVERY, pick, lambda _t: "no tag for this name")
 
 
-def discover_pubkeys(prefix: str, ctx: Context) -> list[str]:
+def discover_pubkeys(prefix: str, ctx: FetchConfig) -> list[str]:
     """``rkt trust --prefix P`` without key arguments: the keys P's discovery page names."""
     return discover_pubkeys_with(prefix, options_for(ctx))

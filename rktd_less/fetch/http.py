@@ -54,7 +54,7 @@ from .progress import Progress
 from .resume import content_range, discard_partial, read_sidecar, sidecar_path, write_sidecar
 
 if TYPE_CHECKING:
-    from ..cli.context import Context
+    from .http_options import FetchConfig
 
 # HttpOptions, options_from/options_for and host_of live in http_options.py; they are
 # re-exported here for the modules that import them from this one.
@@ -270,10 +270,10 @@ async def _get_bytes(url: str, opts: HttpOptions, max_bytes: int) -> bytes:
             return await r.read(max_bytes)
 
 
-def get_bytes(url: str, ctx: HttpOptions | Context, max_bytes: int) -> bytes:
+def get_bytes(url: str, ctx: HttpOptions | FetchConfig, max_bytes: int) -> bytes:
     """The whole body of ``url`` (2xx only), at most ``max_bytes``.
 
-    ``ctx`` is a CLI Context (options from its insecure flags and auth.d) or HttpOptions."""
+    ``ctx`` is HttpOptions, or settings with insecure options and auth.d (a FetchConfig)."""
     return asyncio.run(_get_bytes(url, as_options(ctx), max_bytes))
 
 

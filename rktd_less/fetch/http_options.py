@@ -16,15 +16,23 @@ import sys
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from .. import __version__
 from ..config import ConfigDirs, Insecure, load_auth
 from ..errors import FetchError
 
-if TYPE_CHECKING:
-    from ..cli.context import Context
+
+class FetchConfig(Protocol):
+    """What fetching needs of the caller's settings (the CLI's Context has it): the insecure
+    options and the configuration directories (auth.d)."""
+
+    @property
+    def insecure(self) -> Insecure: ...
+
+    @property
+    def config(self) -> ConfigDirs: ...
 
 TLS_HINT = "pass --insecure-options=tls to accept any certificate"
 HTTP_HINT = "pass --insecure-options=http to allow plain HTTP"
@@ -61,11 +69,11 @@ def options_from(ctx_insecure: Insecure, config: ConfigDirs,
                        docker_auth=auth.docker)
 
 
-def options_for(ctx: Context) -> HttpOptions:
+def options_for(ctx: FetchConfig) -> HttpOptions:
     return options_from(ctx.insecure, ctx.config)
 
 
-def as_options(o: HttpOptions | Context) -> HttpOptions:
+def as_options(o: HttpOptions | FetchConfig) -> HttpOptions:
     return o if isinstance(o, HttpOptions) else options_for(o)
 
 

@@ -254,7 +254,7 @@ def pod_status(poddir: Path, unit_status: UnitStatus | None, unit: str) -> int:
     ``machinectl poweroff``, a signal to ``rkt run``) ends 0 even though its apps were killed,
     so then the apps' recorded statuses decide (rkt: the first failing app's). A unit that is
     gone (its reference lost) leaves only those records."""
-    from .info import app_statuses
+    from ..common.podstatus import app_statuses
 
     apps = app_statuses(poddir)
     first_failure = next((c for c in apps.values() if c), 0) if apps else 0

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..paths import Paths
-from .poddir import find
 
 NAME_FILE = "pod-name"
 
@@ -35,7 +34,7 @@ def lookup(paths: Paths, name: str) -> str | None:
         uuid = os.readlink(paths.pod_names / name)
     except OSError:
         return None
-    return uuid if find(paths, uuid) is not None else None
+    return uuid if paths.pod_phase(uuid) is not None else None
 
 
 def _names_lock(paths: Paths) -> Path:

@@ -21,6 +21,7 @@ from ..errors import Ambiguous, NotFound, PodError, UsageError
 from ..fsio import try_lock
 from ..ids import is_full_uuid, new_pod_uuid
 from ..paths import POD_PHASES, Paths
+from .names import lookup
 from .state import PodState, derive_state
 
 
@@ -69,11 +70,8 @@ class PodRef:
 
 
 def find(paths: Paths, uuid: str) -> PodRef | None:
-    for phase in POD_PHASES:
-        p = paths.pod(phase, uuid)
-        if p.is_dir():
-            return PodRef(uuid, phase, p)
-    return None
+    phase = paths.pod_phase(uuid)
+    return PodRef(uuid, phase, paths.pod(phase, uuid)) if phase is not None else None
 
 
 def all_pods(paths: Paths) -> Iterator[PodRef]:
@@ -94,8 +92,6 @@ def all_pods(paths: Paths) -> Iterator[PodRef]:
 def resolve(paths: Paths, text: str) -> PodRef:
     """A pod by full UUID, its ``--pod-name``, or an unambiguous UUID prefix (rkt
     pkg/pod/uuid.go); a name wins over a UUID prefix that reads the same (as with docker)."""
-    from .names import lookup
-
     t = text.strip().lower()
     if not t:
         raise UsageError("empty UUID", hint="pass a pod UUID or an unambiguous prefix of one")

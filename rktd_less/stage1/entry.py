@@ -24,13 +24,13 @@ from typing import Any
 from ..appc import isolators as iso
 from ..common import selinux
 from ..common.podpaths import PodPaths
+from ..common.podstatus import is_ready
+from ..common.uidrange import UidRange
+from ..common.volumes import safe_target, volume_source
 from ..errors import RktError
 from ..fsio import replace_file
 from ..host.cgroup import own_service
 from ..ids import machine_id, machine_name
-from ..pod.info import is_ready
-from ..pod.userns import UidRange
-from ..pod.volumes import safe_target, volume_source
 from . import apps as appmod
 from . import units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines

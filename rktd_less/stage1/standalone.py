@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..common.podstatus import is_ready
 from ..ids import machine_name
-from ..pod.info import is_ready
 
 CGROUPS_FILE = "standalone-cgroups"  # in the pod dir: the cgroups this stage1 made
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -142,7 +142,7 @@ def test_ctrl_c_on_a_terminal_halts_the_pod_once(env: Rkt, aci: Path, before: Sn
     import pty
     import time
 
-    from rktd_less.pod.info import is_ready
+    from rktd_less.common.podstatus import is_ready
 
     uf = env.uuid_file()
     pid, master = pty.fork()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rktd_less.common.volumes import safe_target
 from rktd_less.errors import PodError
-from rktd_less.pod.volumes import safe_target
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rktd_less.common import podstatus
+from rktd_less.common.uidrange import UidRange
 from rktd_less.errors import RktError
-from rktd_less.pod import info, userns
+from rktd_less.pod import userns
 from rktd_less.pod.prepare import write_pod_dir
 from rktd_less.stage1.nspawn import NspawnPlan, nspawn_argv
 
@@ -19,11 +21,11 @@ def test_random_ranges_as_rkt() -> None:
     for _ in range(200):
         r = userns.random_range(rng)
         assert r.count == 65536 and r.shift % 65536 == 0 and 65536 <= r.shift < 2**31
-    assert userns.UidRange.parse("196608:65536") == userns.UidRange(196608, 65536)
-    assert userns.UidRange(196608).serialize() == "196608:65536"
+    assert UidRange.parse("196608:65536") == UidRange(196608, 65536)
+    assert UidRange(196608).serialize() == "196608:65536"
     for bad in ("", "0:65536", "x:1", "65536"):
         with pytest.raises(RktError, match="invalid user namespace range"):
-            userns.UidRange.parse(bad)
+            UidRange.parse(bad)
 
 
 def test_nspawn_maps_the_range() -> None:
@@ -49,6 +51,6 @@ def test_no_overlay_pod_dir_holds_copies(tmp_path: Path) -> None:
     assert (pod / "stage1/rootfs/opt/stage2/web/rootfs/etc/who").read_text() == "app1"
     assert not (pod / "overlay-prepared").exists() and not (pod / "overlay").exists()
     assert (pod / "private-users-prepared").read_text() == "196608:65536"
-    assert info.status_dir(pod) == pod / "stage1/rootfs/rkt/status"
-    assert info.status_dir(pod).is_dir()  # type: ignore[union-attr]
+    assert podstatus.status_dir(pod) == pod / "stage1/rootfs/rkt/status"
+    assert podstatus.status_dir(pod).is_dir()  # type: ignore[union-attr]
     assert json.loads((pod / "pod").read_text()) == manifest
