@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..pod.run import prepare_only
 from .context import Context
 from .flags import Flag, Kind
 from .run import FLAGS as RUN_FLAGS
-from .run import discard_embryo, prepare_from_args, save_uuid
+from .run import pod_request
 
 RAW_ARGS = True
 SHORT = "Prepare to run image(s) in a pod in rkt"
@@ -29,17 +30,6 @@ FLAGS: dict[str, Flag] = {
 
 def main_raw(args: list[str], spec: dict[str, Flag],
              make_ctx: Callable[[dict[str, Any]], Context]) -> int:
-    ctx, values, embryo, _entry = prepare_from_args(args, spec, make_ctx)
-    saved = None
-    try:
-        saved = save_uuid(values, embryo.uuid)
-        embryo.move("prepared")
-    except BaseException:
-        discard_embryo(ctx, embryo, values)
-        if saved is not None:
-            saved.unlink(missing_ok=True)
-        raise
-    finally:
-        embryo.close()
-    ctx.out(embryo.uuid)
+    ctx, req, _opts = pod_request(args, spec, make_ctx)
+    ctx.out(prepare_only(ctx, req))
     return 0
