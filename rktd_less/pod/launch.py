@@ -18,11 +18,12 @@ import os
 import signal
 import termios
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..common.contract import Stage1Unit
 from ..errors import PodError, SystemdError
 from ..ids import unit_name
 
@@ -48,6 +49,8 @@ class Launch:
     args: tuple[str, ...]  # stage1 run arguments, UUID last
     interactive: bool = False
     env: tuple[tuple[str, str], ...] = ()  # for stage1, e.g. rkt's RKT_SELINUX_CONTEXT
+    # what the stage1 image asks of its pod unit (common/contract.py stage1_unit)
+    stage1_unit: Stage1Unit = field(default_factory=Stage1Unit)
 
 
 def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
@@ -77,27 +80,24 @@ def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
 
 def unit_properties(launch: Launch, *, description: str, add_ref: bool,
                     pass_stdio: bool, notify: bool) -> list[tuple[str, str, object]]:
-    """The transient unit of a pod (pure). (name, D-Bus signature, value).
+    """The transient unit of a pod (pure). (name, D-Bus signature, value): stage0's own, then
+    what the stage1 image asks for (its cgroup delegation, device policy, environment...).
 
-    ``notify``: the unit becomes active when the pod's apps are up (nspawn forwards the
-    nested systemd's READY=1). A foreground run waits for the end instead and uses
+    ``notify``: the unit becomes active when the pod's apps are up, for a stage1 that says
+    it reports that (READY=1). A foreground run waits for the end instead and uses
     ``Type=exec``: a pod that finishes before READY=1 would otherwise be a failed start."""
     argv = [str(launch.entrypoint), *launch.args]
+    s1 = launch.stage1_unit
+    s1_env = next((list(v) for n, _s, v in s1.properties if n == "Environment"
+                   and isinstance(v, list)), [])
     props: list[tuple[str, str, object]] = [
         ("Description", "s", description),
         ("Slice", "s", "machine.slice"),
-        ("Delegate", "b", True),
-        ("Type", "s", "notify" if notify else "exec"),
-        ("NotifyAccess", "s", "all"),
-        ("KillMode", "s", "mixed"),
+        ("Type", "s", "notify" if notify and s1.notify_ready else "exec"),
         ("CollectMode", "s", "inactive-or-failed"),
         ("WorkingDirectory", "s", str(launch.poddir)),
-        ("Environment", "as", ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1",
-                               *(f"{k}={v}" for k, v in launch.env)]),
-        # What nspawn asks for its own scope (and systemd-nspawn@.service): the pod reaches
-        # the pseudo devices, its ptys and tun, no other device of the machine
-        ("DevicePolicy", "s", "closed"),
-        ("DeviceAllow", "a(ss)", [["/dev/net/tun", "rwm"], ["char-pts", "rw"]]),
+        ("Environment", "as", [*s1_env, *(f"{k}={v}" for k, v in launch.env)]),
+        *(p for p in s1.properties if p[0] != "Environment"),
         ("ExecStart", "a(sasb)", [[argv[0], argv, False]]),
     ]
     if add_ref:

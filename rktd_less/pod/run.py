@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..common.contract import entry_env
+from ..common.contract import entry_env, stage1_unit
 from ..common.platform import host_arch
 from ..common.podpaths import PodPaths
 from ..common.uidrange import UidRange
@@ -285,10 +285,15 @@ def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
     """Start a pod that is in ``run/`` and whose shared 'running' lock ``lock_fd`` holds. In
     the foreground: the pod's exit status (or this process becomes stage1). Detached: 0 once
     its apps are up."""
+    try:
+        s1_manifest = json.loads(PodPaths(path).stage1_manifest.read_bytes())
+    except (OSError, ValueError) as e:
+        raise PodError(f'pod "{uuid}": its stage1 manifest is unreadable: {e}') from None
     lx = launch.Launch(uuid=uuid, poddir=path, entrypoint=entrypoint,
                        args=stage1_args(caller, uuid, path, opts),
                        interactive=opts.interactive,
-                       env=(*entry_env().items(), *_selinux_env()))
+                       env=(*entry_env().items(), *_selinux_env()),
+                       stage1_unit=stage1_unit(s1_manifest))
     if opts.detach:
         _detach(caller, lx, lock_fd)
         return 0

@@ -1,5 +1,7 @@
 """The nspawn stage1's unit files, env files and nspawn command line (pure)."""
 
+import pytest
+
 from rktd_less.stage1 import units
 from rktd_less.stage1.nspawn import NspawnPlan, nspawn_argv, nspawn_env
 
@@ -117,13 +119,18 @@ def test_nspawn_env_forces_cgroup2() -> None:
 
 
 def test_transient_unit_properties() -> None:
+    import json
     from pathlib import Path
 
+    from rktd_less.common.contract import stage1_unit
     from rktd_less.pod.launch import Launch, stage1_run_args, unit_properties
 
+    manifest = json.loads(Path(__file__).resolve().parents[2].joinpath(
+        "stage1-nspawn", "manifest.json").read_text())
     lx = Launch(uuid="u", poddir=Path("/d/pods/run/u"), entrypoint=Path("/t/rootfs/init"),
                 args=stage1_run_args("u", debug=True, net="host", interactive=False,
-                                     hostname=None))
+                                     hostname=None), stage1_unit=stage1_unit(manifest),
+                env=(("RKT_X", "1"),))
     assert lx.args == ("--debug", "--net=host", "u")
     props = {n: (s, v) for n, s, v in unit_properties(lx, description="d", add_ref=True,
                                                        pass_stdio=True, notify=False)}
@@ -138,6 +145,13 @@ def test_transient_unit_properties() -> None:
                                                False]])
     assert props["StandardOutputFileDescriptor"] == ("h", 1)  # index into unix_fds
     assert props["WorkingDirectory"] == ("s", "/d/pods/run/u")
+    # the stage1's environment first, then stage0's for the entrypoint
+    assert props["Environment"] == ("as", ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1", "RKT_X=1"])
+    # a stage1 that asks for nothing gets a plain unit, and Type=exec even when detached
+    bare = {n: v for n, _, v in unit_properties(
+        Launch(uuid="u", poddir=Path("/d"), entrypoint=Path("/i"), args=("u",)),
+        description="d", add_ref=False, pass_stdio=False, notify=True)}
+    assert bare["Type"] == "exec" and "Delegate" not in bare and "DevicePolicy" not in bare
     detached = {n: v for n, _, v in unit_properties(lx, description="d", add_ref=False,
                                                     pass_stdio=False, notify=True)}
     assert detached["Type"] == "notify" and "AddRef" not in detached
@@ -160,3 +174,19 @@ def test_apps_and_reapers_stop_before_the_pod_s_systemd_goes_away() -> None:
     reaper = units.reaper_service(APP).splitlines()
     assert any(ln.startswith("Conflicts=") and "shutdown.target" in ln for ln in reaper)
     assert any(ln.startswith("Before=") and "shutdown.target" in ln for ln in reaper)
+
+
+def test_stage1_unit_annotation_errors() -> None:
+    from rktd_less.common.contract import UNIT_ANNOTATION, stage1_unit
+    from rktd_less.errors import Stage1Error
+
+    def with_props(value: str) -> dict[str, object]:
+        return {"annotations": [{"name": UNIT_ANNOTATION, "value": value}]}
+
+    with pytest.raises(Stage1Error, match='unit property "ExecStartPre", which stage0'):
+        stage1_unit(with_props('{"ExecStartPre": "x"}'))
+    with pytest.raises(Stage1Error, match='"Delegate" needs a value of D-Bus type b'):
+        stage1_unit(with_props('{"Delegate": "yes"}'))
+    with pytest.raises(Stage1Error, match="is not a JSON object"):
+        stage1_unit(with_props("[1]"))
+    assert stage1_unit({}).properties == () and not stage1_unit({}).notify_ready
