@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 
-from rktd_less.appc import (
-    VALID_OS_ARCH,
+from rktd_less.appc.manifest import (
     ImageManifest,
     PodManifest,
-    app_name_from_image_name,
     dumps,
-    is_ac_identifier,
-    is_ac_name,
     parse_image_manifest,
     parse_pod_manifest,
+)
+from rktd_less.appc.types import (
+    VALID_OS_ARCH,
+    app_name_from_image_name,
+    is_ac_identifier,
+    is_ac_name,
 )
 from rktd_less.errors import ManifestError
 

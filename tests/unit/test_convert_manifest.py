@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rktd_less.appc import parse_image_manifest
+from rktd_less.appc.manifest import parse_image_manifest
 from rktd_less.convert import aci_manifest, appc_image_name
 from rktd_less.convert.manifest import appc_os_arch, docker_user
 from rktd_less.errors import ManifestError

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rktd_less.appc import parse_image_manifest
+from rktd_less.appc.manifest import parse_image_manifest
 from rktd_less.convert.squash import STDIO_LINKS, squash
 from tests.helpers.layers import (
     DOCKER_GZIP,
