@@ -105,6 +105,11 @@ class Store:
                 created.append(mfile)
             if not blob.exists():
                 makedirs(blob.parent)
+                fd = os.open(dec.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)  # the blob's data on disk before its name is
+                finally:
+                    os.close(fd)
                 os.rename(dec.path, blob)
                 created.append(blob)
                 fsync_dir(blob.parent)

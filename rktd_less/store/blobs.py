@@ -204,8 +204,8 @@ def _write(stream: _Reader, kind: Compression, tmp_dir: Path, label: str) -> Dec
                     out.write(chunk)
                 except OSError as e:
                     raise StoreError(f"cannot write to the store: {e.strerror}") from e
-            out.flush()
-            os.fsync(out.fileno())  # the blob is renamed into place: its data must be on disk
+            # no fsync here: most imports find the blob already stored (a file run again, the
+            # stage1 at every start); Store._commit syncs what it renames into place
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
