@@ -179,7 +179,6 @@ def hash_blob(path: Path) -> str:
 
 
 def verify(store: Store, key: str) -> Verified:
-    """Re-hash the blob and compare with its key. Rendered trees keep no hash of their own
-    (computing one would cost a walk of every rendered file), so a tree is not re-checked;
-    ``rkt image gc`` and ``image rm`` remove trees, and they are rendered again from blobs."""
+    """Re-hash the blob and compare with its key. The image's rendered trees are checked
+    apart (:mod:`.treecheck`)."""
     return Verified(key, hash_blob(store.blob_path(key)))

@@ -1,6 +1,7 @@
 """Rendered trees: an image and its dependencies extracted once, shared by pods (rkt §3.3).
 
-``cas/tree/<id>/`` holds ``rootfs/``, ``image`` (the image key) and the ``rendered`` marker.
+``cas/tree/<id>/`` holds ``rootfs/``, ``image`` (the image key) and the ``rendered`` marker,
+and from its first ``rkt image verify`` on ``hash`` (its digest and layers: :mod:`.treehash`).
 A tree is built in a temp directory next to it under an exclusive per-tree flock and renamed
 into place complete, so no reader ever sees half a tree; a tree dir without the marker (from
 an older crash) is removed and rebuilt. Extraction is GNU tar's: every member was checked at
@@ -17,6 +18,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -212,6 +214,18 @@ class TreeStore:
             raise StoreError(f'cannot remove tree "{tree_id}": {e}') from e
 
     def _build(self, tree_id: str, layers: list[Layer]) -> int:
+        tmp, size = self.make(tree_id, layers)
+        try:
+            os.rename(tmp, self.paths.tree(tree_id))
+            fsync_dir(self.paths.tree_dir)
+        except BaseException:
+            rmtree(tmp)
+            raise
+        return size
+
+    def make(self, tree_id: str, layers: list[Layer]) -> tuple[Path, int]:
+        """A complete tree (marker included) in a temp dir next to the final one; its size.
+        Called under the tree's lock."""
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{tree_id}-", dir=self.paths.tree_dir))
         except OSError as e:
@@ -222,16 +236,42 @@ class TreeStore:
             os.chmod(tmp, 0o755)
             extract_layers(self.source, layers, tmp)
             size = _tree_size(tmp / "rootfs")
+            # no hash yet: hashing costs as much CPU as extracting (.treehash); the first
+            # `rkt image verify` of the tree records it
             atomic_write(tmp / "image", layers[0].key.encode())
             # rkt syncs the filesystem before the marker: a tree marked rendered is complete.
             run(["sync", "-f", str(tmp)], what="sync the rendered tree")
             atomic_write(tmp / RENDERED, b"")
-            os.rename(tmp, self.paths.tree(tree_id))
-            fsync_dir(self.paths.tree_dir)
         except BaseException:
             rmtree(tmp)
             raise
-        return size
+        return tmp, size
+
+    def swap_in(self, tmp: Path, tree_id: str) -> Path | None:
+        """Under the tree's lock: the complete tree ``tmp`` (from :meth:`make`) becomes tree
+        ``tree_id`` in one step. The old tree, if there was one, is now at ``tmp`` and
+        returned; a pod's overlay over it keeps it whole (overlayfs holds its lower
+        directories by reference), pods started later mount the new one. On error ``tmp`` is
+        removed and nothing changed."""
+        from .rename import exchange  # ctypes: only here
+
+        final = self.paths.tree(check_tree_id(tree_id))
+        try:
+            if os.path.lexists(final):
+                exchange(tmp, final)
+                retired: Path | None = tmp
+            else:
+                os.rename(tmp, final)
+                retired = None
+        except OSError as e:
+            rmtree(tmp)
+            raise StoreError(f'cannot replace tree "{tree_id}": {e.strerror}') from e
+        fsync_dir(self.paths.tree_dir)
+        return retired
+
+    def lock(self, tree_id: str, *, exclusive: bool = True) -> AbstractContextManager[None]:
+        """The tree's flock: exclusive to make, replace or remove it, shared to read it whole."""
+        return flocked(self._lock(check_tree_id(tree_id)), exclusive=exclusive)
 
     # --- what is there ------------------------------------------------------------------
     def ids(self) -> list[str]:
