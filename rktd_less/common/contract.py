@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import Stage1Error
+
+if TYPE_CHECKING:
+    from .manifests import ImageManifestDoc
 
 # The interpreter stage0 runs under: the entrypoints of our stage1 images run the stage1 code
 # of the same installation with it (a virtual environment's, or the system's).
@@ -61,7 +63,7 @@ def _typed(sig: str, value: object) -> bool:
         for v in value)
 
 
-def stage1_unit(manifest: Mapping[str, Any]) -> Stage1Unit:
+def stage1_unit(manifest: ImageManifestDoc) -> Stage1Unit:
     """The pod-unit needs a stage1 image's manifest states; Stage1Error for what stage0 cannot
     set (an unknown property or a value of the wrong type)."""
     ann = {str(a.get("name")): a.get("value") for a in manifest.get("annotations", []) or []}

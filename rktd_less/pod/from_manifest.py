@@ -9,12 +9,15 @@ hostname, UUID file, pod name) still apply.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..appc import isolators as iso
 from ..appc.manifest import parse_pod_manifest
 from ..errors import ManifestError, UsageError
 from .volumes import implicit_volumes
+
+if TYPE_CHECKING:
+    from ..common.manifests import ImageManifestDoc, PodManifestDoc, RuntimeAppDoc, VolumeDoc
 
 # Pod flags that build what the manifest already says; their defaults mean "not given".
 CONFLICTING = {
@@ -40,7 +43,7 @@ def check_flags(values: Mapping[str, Any], n_images: int) -> None:
                               "see `rkt help run`")
 
 
-def load(path: str) -> dict[str, Any]:
+def load(path: str) -> PodManifestDoc:
     """Read and validate the user's pod manifest (appc schema); one line on any problem."""
     from ..appc.manifest import MAX_MANIFEST
 
@@ -52,23 +55,23 @@ def load(path: str) -> dict[str, Any]:
     pm = parse_pod_manifest(data)
     if not pm.apps:
         raise ManifestError(f'pod manifest "{path}" has no apps')
-    return pm.to_dict()
+    return cast("PodManifestDoc", pm.to_dict())
 
 
-def complete(manifest: dict[str, Any], image_key: Callable[[str], str],
-             image_manifest: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any],
-                                                                       list[dict[str, Any]]]:
+def complete(manifest: PodManifestDoc, image_key: Callable[[str], str],
+             image_manifest: Callable[[str], ImageManifestDoc]
+             ) -> tuple[PodManifestDoc, list[ImageManifestDoc]]:
     """The manifest stage1 runs (pure given the two store lookups): image IDs made full store
     keys, image names filled in, implicit volumes for uncovered mountPoints (as rkt's stage1
     does), every app runnable. Returns it and each app's image manifest."""
-    out = dict(manifest)
-    apps: list[dict[str, Any]] = []
-    img_manifests: list[dict[str, Any]] = []
+    out = manifest.copy()
+    apps: list[RuntimeAppDoc] = []
+    img_manifests: list[ImageManifestDoc] = []
     for ra in manifest["apps"]:
         key = image_key(ra["image"]["id"])
         im = image_manifest(key)
-        app = dict(ra)
-        image = dict(ra["image"])
+        app = ra.copy()
+        image = ra["image"].copy()
         image["id"] = key
         image.setdefault("name", im.get("name", ""))
         if "labels" not in image and im.get("labels"):
@@ -83,7 +86,7 @@ def complete(manifest: dict[str, Any], image_key: Callable[[str], str],
         app.setdefault("annotations", [])
         apps.append(app)
         img_manifests.append(im)
-    volumes = [dict(v) for v in manifest.get("volumes", [])]
+    volumes: list[VolumeDoc] = [v.copy() for v in manifest.get("volumes", [])]
     implicit_volumes(apps, img_manifests, volumes)
     out["apps"] = apps
     out["volumes"] = volumes
@@ -94,7 +97,7 @@ def complete(manifest: dict[str, Any], image_key: Callable[[str], str],
     return out, img_manifests
 
 
-def host_sources(manifest: Mapping[str, Any]) -> Sequence[tuple[str, str]]:
+def host_sources(manifest: PodManifestDoc) -> Sequence[tuple[str, str]]:
     """(volume name, source) of every host volume, for the does-it-exist check."""
     return [(v["name"], v["source"]) for v in manifest.get("volumes", [])
             if v.get("kind") == "host"]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from ..common.manifests import read_pod_manifest
 from ..common.podpaths import PodPaths
 from ..common.podstatus import app_exit_code, read_text
 from . import names
 from .poddir import PodRef
 from .state import PodState
+
+if TYPE_CHECKING:
+    from ..common.manifests import ImageRefDoc, PodManifestDoc
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class PodInfo:
     created: float | None
     started: float | None
     pid: int | None
-    manifest: dict[str, Any] | None
+    manifest: PodManifestDoc | None
     pod_name: str | None = None  # --pod-name
 
 
@@ -70,7 +73,7 @@ def pod_pid(poddir: Path) -> int | None:
     return int(children.split()[0])
 
 
-def _display(img: dict[str, Any]) -> str:
+def _display(img: ImageRefDoc) -> str:
     name = str(img.get("name") or "")
     version = next((lb.get("value") for lb in img.get("labels", [])
                     if lb.get("name") == "version"), None)
@@ -81,13 +84,13 @@ def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
     st = state if state is not None else ref.state()
     pp = PodPaths(ref.path)
     text = read_text(pp.manifest)
-    manifest: dict[str, Any] | None
+    manifest: PodManifestDoc | None
     try:
-        manifest = json.loads(text) if text is not None else None
+        manifest = read_pod_manifest(text) if text is not None else None
     except ValueError:
         manifest = None
     apps = []
-    for ra in (manifest or {}).get("apps", []):
+    for ra in manifest.get("apps", []) if manifest else []:
         img = ra.get("image", {})
         apps.append(AppInfo(name=ra.get("name", ""), image_name=_display(img) or "--",
                             image_id=str(img.get("id", "")),

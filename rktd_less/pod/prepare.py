@@ -6,14 +6,27 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..appc import isolators as iso
 from ..appc.isolators import AppIsolatorFlags
+from ..common.manifests import read_image_manifest
 from ..common.podpaths import PodPaths
 from ..errors import ManifestError, UsageError
 from ..fsio import replace_file
 from .volumes import implicit_volumes, prepare_volumes
+
+if TYPE_CHECKING:
+    from ..common.manifests import (
+        AppDoc,
+        ImageManifestDoc,
+        IsolatorDoc,
+        MountDoc,
+        NameValueDoc,
+        PodManifestDoc,
+        RuntimeAppDoc,
+        VolumeDoc,
+    )
 
 STAGE1_ANN_PREFIX = "coreos.com/rkt/stage1/"
 
@@ -32,7 +45,8 @@ class AppRequest:
     environment: tuple[tuple[str, str], ...] = ()
     readonly_rootfs: bool = False
     signature: str | None = None
-    mounts: tuple[dict[str, Any], ...] = ()  # --mount after this image
+    # --mount after this image, as cli/volume_args.py parsed it: {"volume", "path"}
+    mounts: tuple[dict[str, Any], ...] = ()
     supplementary_gids: tuple[int, ...] | None = None
     isolator_flags: AppIsolatorFlags = field(default_factory=AppIsolatorFlags)
     annotations: tuple[tuple[str, str], ...] = ()  # --annotation: the pod manifest app's
@@ -44,7 +58,7 @@ class AppRequest:
 class ResolvedApp:
     request: AppRequest
     key: str
-    manifest: dict[str, Any]
+    manifest: ImageManifestDoc
 
 
 @dataclass(frozen=True)
@@ -56,11 +70,12 @@ class PodPlan:
     inherited_env: tuple[tuple[str, str], ...] = ()
     env_file: tuple[tuple[str, str], ...] = ()
     set_env: tuple[tuple[str, str], ...] = ()
+    # as cli/volume_args.py parses them; pod_manifest() makes them VolumeDoc / MountDoc
     volumes: tuple[dict[str, Any], ...] = ()  # --volume
     mounts: tuple[dict[str, Any], ...] = ()  # --mount before the first image: every app
 
 
-def _image_name(manifest: dict[str, Any]) -> str:
+def _image_name(manifest: ImageManifestDoc) -> str:
     return str(manifest.get("name", ""))
 
 
@@ -79,9 +94,10 @@ def default_app_name(image_name: str) -> str:
     return name or "app"
 
 
-def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> dict[str, Any]:
-    """The pod manifest entry of one app: the image's app with the command line's overrides."""
-    img_app: dict[str, Any] = dict(r.manifest.get("app") or {})
+def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> AppDoc:
+    """The app of one app's pod manifest entry: the image's app with the command line's
+    overrides."""
+    img_app: AppDoc = (r.manifest.get("app") or {}).copy()
     req = r.request
     exec_: list[str] = list(img_app.get("exec") or [])
     if req.exec_ is not None:
@@ -91,7 +107,7 @@ def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> dict[str, Any]:
     if not exec_:
         raise UsageError(f'image "{_image_name(r.manifest)}" has no app to run',
                          hint="use --exec to name the program to run")
-    app: dict[str, Any] = dict(img_app)
+    app: AppDoc = img_app.copy()
     app["exec"] = exec_
     app.setdefault("user", "0")
     app.setdefault("group", "0")
@@ -115,7 +131,7 @@ def runtime_app(r: ResolvedApp, plan: PodPlan | None = None) -> dict[str, Any]:
     isolators = iso.check_all(iso.merge(iso.check_all(img_app.get("isolators") or [], name),
                                         req.isolator_flags), name)
     if isolators:
-        app["isolators"] = isolators
+        app["isolators"] = cast("list[IsolatorDoc]", isolators)
     if req.user_annotations:
         app["userAnnotations"] = {**(img_app.get("userAnnotations") or {}),
                                   **dict(req.user_annotations)}
@@ -136,16 +152,16 @@ def app_names(apps: Sequence[ResolvedApp]) -> list[str]:
 
 
 def _mounts(pod_wide: Sequence[dict[str, Any]],
-            per_app: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+            per_app: Sequence[dict[str, Any]]) -> list[MountDoc]:
     """rkt: a per-app --mount wins over a pod-wide one on the same path."""
     by_path = {m["path"]: dict(m) for m in pod_wide}
     by_path.update({m["path"]: dict(m) for m in per_app})
-    return list(by_path.values())
+    return cast("list[MountDoc]", list(by_path.values()))
 
 
-def pod_manifest(plan: PodPlan) -> dict[str, Any]:
+def pod_manifest(plan: PodPlan) -> PodManifestDoc:
     names = app_names(plan.apps)
-    apps: list[dict[str, Any]] = []
+    apps: list[RuntimeAppDoc] = []
     for name, r in zip(names, plan.apps, strict=True):
         labels = [lb for lb in r.manifest.get("labels", [])]
         apps.append({
@@ -156,7 +172,7 @@ def pod_manifest(plan: PodPlan) -> dict[str, Any]:
             "mounts": _mounts(plan.mounts, r.request.mounts),
             "annotations": [{"name": k, "value": v} for k, v in r.request.annotations],
         })
-    volumes: list[dict[str, Any]] = [dict(v) for v in plan.volumes]
+    volumes = cast("list[VolumeDoc]", [dict(v) for v in plan.volumes])
     vol_names = [v["name"] for v in volumes]
     if len(set(vol_names)) != len(vol_names):
         raise UsageError("duplicate volume name in --volume")
@@ -166,7 +182,7 @@ def pod_manifest(plan: PodPlan) -> dict[str, Any]:
                 raise UsageError(f'--mount of unknown volume "{m["volume"]}"',
                                  hint="declare it with --volume")
     implicit_volumes(apps, [r.manifest for r in plan.apps], volumes)
-    annotations = [{"name": k, "value": v} for k, v in plan.annotations]
+    annotations: list[NameValueDoc] = [{"name": k, "value": v} for k, v in plan.annotations]
     annotations.append({"name": "coreos.com/rkt/stage1/mutable", "value": "false"})
     return {"acVersion": "0.8.11", "acKind": "PodManifest", "apps": apps, "volumes": volumes,
             "isolators": [], "annotations": annotations, "ports": []}
@@ -176,7 +192,7 @@ def _write(path: Path, data: bytes | str) -> None:
     replace_file(path, data, durable=True)
 
 
-def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, tuple[str, bytes]],
+def write_pod_dir(poddir: Path, manifest: PodManifestDoc, app_trees: dict[str, tuple[str, bytes]],
                   stage1_tree: str, stage1_manifest: bytes,
                   tree_rootfs: Callable[[str], Path] | None = None, *,
                   overlay: bool = True, private_users: str | None = None) -> None:
@@ -211,7 +227,7 @@ def write_pod_dir(poddir: Path, manifest: dict[str, Any], app_trees: dict[str, t
         pp.copied_status_dir().mkdir(parents=True, exist_ok=True)
     if tree_rootfs is not None:
         prepare_volumes(poddir, manifest,
-                        {n: json.loads(m) for n, (_t, m) in app_trees.items()},
+                        {n: read_image_manifest(m) for n, (_t, m) in app_trees.items()},
                         {n: tree_rootfs(t) for n, (t, _m) in app_trees.items()})
     if overlay:
         _write(pp.overlay_prepared, b"")
@@ -225,7 +241,7 @@ VALID_OS_ARCH = {"linux": ("amd64", "i386", "aarch64", "aarch64_be", "armv6l", "
                            "armv7b", "ppc64le")}
 
 
-def check_os_arch(image_manifest: dict[str, Any], host_arch: str) -> None:
+def check_os_arch(image_manifest: ImageManifestDoc, host_arch: str) -> None:
     """rkt's prepareAppImage checks: os and arch labels present and valid; beyond rkt, an
     image for another architecture than the machine's is refused here rather than failing to
     execute in the pod."""
@@ -248,21 +264,21 @@ def check_os_arch(image_manifest: dict[str, Any], host_arch: str) -> None:
                             f"linux/{host_arch}")
 
 
-def stage1_entrypoint(stage1_manifest: dict[str, Any], which: str) -> str | None:
+def stage1_entrypoint(stage1_manifest: ImageManifestDoc, which: str) -> str | None:
     for a in stage1_manifest.get("annotations", []):
         if a.get("name") == STAGE1_ANN_PREFIX + which:
             return str(a.get("value"))
     return None
 
 
-def image_label(manifest: dict[str, Any], label: str) -> str | None:
+def image_label(manifest: ImageManifestDoc, label: str) -> str | None:
     for lb in manifest.get("labels", []):
         if lb.get("name") == label:
             return str(lb.get("value"))
     return None
 
 
-def display_name(manifest: dict[str, Any]) -> str:
+def display_name(manifest: ImageManifestDoc) -> str:
     """IMAGE NAME column: name[:version]."""
     v = image_label(manifest, "version")
     return _image_name(manifest) + (f":{v}" if v else "")

@@ -8,7 +8,6 @@ UUID file."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..common.contract import entry_env, stage1_unit
+from ..common.manifests import read_image_manifest, read_pod_manifest
 from ..common.platform import host_arch
 from ..common.podpaths import PodPaths
 from ..common.uidrange import UidRange
@@ -36,6 +36,7 @@ from .prepare import (
 )
 
 if TYPE_CHECKING:
+    from ..common.manifests import PodManifestDoc
     from ..fetch.images import FetchSettings
     from ..store import Store
 
@@ -80,7 +81,7 @@ class PodRequest:
     settings, and which stage1."""
 
     apps: tuple[AppRequest, ...] = ()
-    user_manifest: dict[str, Any] | None = None  # --pod-manifest, already loaded
+    user_manifest: PodManifestDoc | None = None  # --pod-manifest, already loaded
     env: PodPlan = field(default_factory=lambda: PodPlan(apps=()))  # env, volumes, mounts
     pull_policy: str = "new"
     stage1: stage1select.Choice = field(default_factory=lambda: stage1select.Choice(""))
@@ -99,18 +100,18 @@ class Prepared:
 
 # --- prepare --------------------------------------------------------------------------------
 
-def _render_apps(manifest: dict[str, Any], store: Store) -> dict[str, tuple[str, bytes]]:
+def _render_apps(manifest: PodManifestDoc, store: Store) -> dict[str, tuple[str, bytes]]:
     """app name → (its rendered tree, its image manifest)."""
     return {ra["name"]: (store.render(ra["image"]["id"]),
                          store.manifest_bytes(ra["image"]["id"]))
             for ra in manifest["apps"]}
 
 
-def _from_manifest(raw: dict[str, Any], store: Store) -> dict[str, Any]:
+def _from_manifest(raw: PodManifestDoc, store: Store) -> PodManifestDoc:
     from . import from_manifest
 
     manifest, _ims = from_manifest.complete(
-        raw, store.resolve_id, lambda key: json.loads(store.manifest_bytes(key)))
+        raw, store.resolve_id, lambda key: read_image_manifest(store.manifest_bytes(key)))
     for name, source in from_manifest.host_sources(manifest):
         check_host_volume({"name": name, "kind": "host", "source": source})
     return manifest
@@ -122,14 +123,14 @@ def check_host_volume(vol: dict[str, Any]) -> dict[str, Any]:
     return vol
 
 
-def _check_ids(manifest: dict[str, Any], trees: dict[str, tuple[str, bytes]],
+def _check_ids(manifest: PodManifestDoc, trees: dict[str, tuple[str, bytes]],
                store: Store) -> None:
     """--user/--group names and file paths resolve in the image now, not in stage1 after the
     pod dir was made (stage1 resolves them again against the same tree)."""
     from ..stage1.apps import resolve_id
 
     for ra in manifest["apps"]:
-        app = ra.get("app") or json.loads(trees[ra["name"]][1]).get("app") or {}
+        app = ra.get("app") or read_image_manifest(trees[ra["name"]][1]).get("app") or {}
         rootfs = store.tree_rootfs(trees[ra["name"]][0])
         resolve_id(str(app.get("user", "0")), rootfs, "passwd", "user", ra["name"])
         resolve_id(str(app.get("group", "0")), rootfs, "group", "group", ra["name"])
@@ -144,11 +145,11 @@ def _write_pod(caller: Caller, req: PodRequest, resolved: list[ResolvedApp], sto
     else:
         manifest = pod_manifest(dataclasses.replace(req.env, apps=tuple(resolved)))
     for ra in manifest["apps"]:  # before any tree is rendered
-        check_os_arch(json.loads(store.manifest_bytes(ra["image"]["id"])), host_arch())
+        check_os_arch(read_image_manifest(store.manifest_bytes(ra["image"]["id"])), host_arch())
     trees = _render_apps(manifest, store)
     _check_ids(manifest, trees, store)
     s1_manifest = store.manifest_bytes(stage1_key)
-    entry = stage1_entrypoint(json.loads(s1_manifest), "run")
+    entry = stage1_entrypoint(read_image_manifest(s1_manifest), "run")
     if entry is None:
         raise UsageError("stage1 image has no run entrypoint")
     embryo = poddir.Embryo(caller.paths)
@@ -178,7 +179,7 @@ def prepare(caller: Caller, req: PodRequest) -> Prepared:
     for app in req.apps:
         key = resolve_image(store, app.image, settings, app.signature)
         resolved.append(ResolvedApp(request=app, key=key,
-                                    manifest=json.loads(store.manifest_bytes(key))))
+                                    manifest=read_image_manifest(store.manifest_bytes(key))))
     # after the apps' images, so that a refused image leaves no stage1 in a new store
     stage1_key = stage1select.select(store, settings, req.stage1, req.stage1_config,
                                      stage1select.images_dir(caller.paths_config.stage1_images))
@@ -256,7 +257,7 @@ def measure(caller: Caller, uuid: str, path: Path, start: StartOptions) -> None:
         return
     try:
         pp = PodPaths(path)
-        pm = json.loads(pp.manifest.read_text())
+        pm = read_pod_manifest(pp.manifest)
         apps = [(str(a["name"]), str(a["image"]["id"])) for a in pm.get("apps", [])]
         stage1 = pp.stage1_tree_id.read_text().strip()
         ensure_dir(caller.paths.data, caller.paths.locks)
@@ -286,7 +287,7 @@ def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
     the foreground: the pod's exit status (or this process becomes stage1). Detached: 0 once
     its apps are up."""
     try:
-        s1_manifest = json.loads(PodPaths(path).stage1_manifest.read_bytes())
+        s1_manifest = read_image_manifest(PodPaths(path).stage1_manifest)
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{uuid}": its stage1 manifest is unreadable: {e}') from None
     lx = launch.Launch(uuid=uuid, poddir=path, entrypoint=entrypoint,
@@ -360,7 +361,7 @@ def run_prepared(caller: Caller, pod: str, opts: StartOptions,
     if entrypoint is None:
         raise PodError(f'pod "{ref.uuid}": its stage1 image is gone or has no run entrypoint')
     try:
-        apps = json.loads(PodPaths(ref.path).manifest.read_text()).get("apps", [])
+        apps = read_pod_manifest(PodPaths(ref.path).manifest).get("apps", [])
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{ref.uuid}" has no readable manifest') from e
     if check is not None:

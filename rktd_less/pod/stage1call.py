@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..common.contract import entry_env
+from ..common.manifests import read_image_manifest
 from ..common.podpaths import PodPaths
 from ..errors import Stage1Error
 from ..host import proc
@@ -18,7 +18,7 @@ def entrypoint(paths: Paths, ref: PodRef, which: str) -> Path | None:
     try:
         pp = PodPaths(ref.path)
         tree = pp.stage1_tree_id.read_text().strip()
-        manifest = json.loads(pp.stage1_manifest.read_bytes())
+        manifest = read_image_manifest(pp.stage1_manifest)
     except (OSError, ValueError):
         return None
     entry = stage1_entrypoint(manifest, which)

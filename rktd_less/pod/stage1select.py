@@ -10,7 +10,6 @@ rkt trusted its own images directory. Any other path or URL is verified like any
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..common.manifests import read_image_manifest
 from ..common.platform import host_arch
 from ..config import Insecure, Stage1Config
 from ..errors import NotFound, RktError, Stage1Error, UsageError
@@ -175,7 +175,7 @@ class Selector:
         return str(Path(sys.argv[0]).resolve().parent / os.path.basename(location))
 
     def _checked(self, key: str, what: str) -> str:
-        manifest = json.loads(self.store.manifest_bytes(key))
+        manifest = read_image_manifest(self.store.manifest_bytes(key))
         if stage1_entrypoint(manifest, "run") is None:
             raise Stage1Error(f'"{what}" is not a stage1 image: its manifest has no '
                               f'"coreos.com/rkt/stage1/run" entrypoint annotation')

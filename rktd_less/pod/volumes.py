@@ -7,21 +7,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..common.volumes import safe_target, shared_volume_dir
+
+if TYPE_CHECKING:
+    from ..common.manifests import ImageManifestDoc, PodManifestDoc, RuntimeAppDoc, VolumeDoc
 
 DOCKER_ANNOTATION = "appc.io/docker/repository"
 
 
-def is_docker_image(manifest: Mapping[str, Any]) -> bool:
+def is_docker_image(manifest: ImageManifestDoc) -> bool:
     """rkt treats an image as docker-converted iff it has this annotation (mount.go)."""
     return any(a.get("name") == DOCKER_ANNOTATION for a in manifest.get("annotations", []) or [])
 
 
-def implicit_volumes(apps: Sequence[dict[str, Any]],
-                     image_manifests: Sequence[Mapping[str, Any]],
-                     volumes: list[dict[str, Any]]) -> None:
+def implicit_volumes(apps: Sequence[RuntimeAppDoc],
+                     image_manifests: Sequence[ImageManifestDoc],
+                     volumes: list[VolumeDoc]) -> None:
     """Give every image mountPoint without a pod mount an ``empty`` volume of its name, as rkt
     does; pure: edits the pod manifest's ``apps[].mounts`` and ``volumes`` in place."""
     have = {v["name"] for v in volumes}
@@ -41,8 +44,8 @@ def implicit_volumes(apps: Sequence[dict[str, Any]],
 __all__ = ["implicit_volumes", "is_docker_image", "prepare_volumes"]
 
 
-def prepare_volumes(poddir: Path, manifest: Mapping[str, Any],
-                    image_manifests: Mapping[str, Mapping[str, Any]],
+def prepare_volumes(poddir: Path, manifest: PodManifestDoc,
+                    image_manifests: Mapping[str, ImageManifestDoc],
                     app_rootfs: Mapping[str, Path]) -> None:
     """Create the pod's ``empty`` volumes (mode/uid/gid as declared) and fill the implicit
     volume of a docker image's VOLUME with what the image has at that path, as docker does.

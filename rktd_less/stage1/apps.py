@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import PodError
+
+if TYPE_CHECKING:
+    from ..common.manifests import NameValueDoc
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # rkt common/environment.go: set when absent.
@@ -49,7 +52,7 @@ def resolve_id(spec: str, rootfs: Path, db: str, kind: str, app: str) -> int:
     return found
 
 
-def app_env(app_name: str, image_env: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+def app_env(app_name: str, image_env: Sequence[NameValueDoc]) -> list[tuple[str, str]]:
     """Final environment: the manifest's (already merged by stage0), defaults where absent,
     plus AC_APP_NAME."""
     env: dict[str, str] = {}

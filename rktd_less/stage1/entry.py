@@ -12,19 +12,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import signal
 import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..appc import isolators as iso
 from ..common import selinux
+from ..common.manifests import read_image_manifest, read_pod_manifest
 from ..common.podpaths import PodPaths
-from ..common.podstatus import is_ready
 from ..common.uidrange import UidRange
 from ..common.volumes import safe_target, volume_source
 from ..errors import RktError
@@ -35,6 +34,9 @@ from . import apps as appmod
 from . import units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
 from .nspawn import IPC_MODES, NspawnPlan, nspawn_argv, nspawn_env
+
+if TYPE_CHECKING:
+    from ..common.manifests import ImageManifestDoc, RuntimeAppDoc, VolumeDoc
 
 RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "opt/stage2", "etc/systemd/system")
 # The generators of the machine's systemd would run at every pod boot (one process each, some
@@ -96,14 +98,14 @@ def _host_assets(root: Path) -> None:
                 os.symlink("/dev/null", masks / name)
 
 
-def _isolators(ra: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def _isolators(ra: RuntimeAppDoc, manifest: ImageManifestDoc) -> list[dict[str, Any]]:
     """The app's isolators from the pod manifest (stage0 merged the image's and the flags'),
     or the image's where the pod manifest has no app (--pod-manifest), checked again."""
     app = ra.get("app") or manifest.get("app") or {}
     return iso.check_all(app.get("isolators") or [], str(ra.get("name")))
 
 
-def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
+def _app_unit(ra: RuntimeAppDoc, approot: Path, manifest: ImageManifestDoc,
               interactive: bool, isolators: list[dict[str, Any]], relax: Relax,
               private_network: bool, devices: list[DeviceMount]
               ) -> tuple[units.AppUnit, list[tuple[str, str]]]:
@@ -133,8 +135,8 @@ def _app_unit(ra: dict[str, Any], approot: Path, manifest: dict[str, Any],
     return unit, env
 
 
-def _mount_volumes(poddir: Path, approot: Path, ra: dict[str, Any],
-                   volumes: dict[str, dict[str, Any]], mount: Any) -> list[DeviceMount]:
+def _mount_volumes(poddir: Path, approot: Path, ra: RuntimeAppDoc,
+                   volumes: dict[str, VolumeDoc], mount: Any) -> list[DeviceMount]:
     """Bind each of the app's mounts (a host dir or the pod's empty volume) into its rootfs,
     read-only where the volume or the mount says so. Returns the device files among them, which
     the app's DevicePolicy=closed must allow."""
@@ -181,7 +183,7 @@ def run(args: list[str]) -> int:
                   seccomp=opts.get("disable-seccomp") == "true")
     lock_fd = _lock_pod(poddir)
     pp = PodPaths(poddir)
-    pod = json.loads(pp.manifest.read_text())
+    pod = read_pod_manifest(pp.manifest)
     data = poddir.parents[2]
     s1tree = pp.stage1_tree_id.read_text().strip()
     root = pp.stage1_rootfs
@@ -227,7 +229,7 @@ def run(args: list[str]) -> int:
             mount.remount_readonly(approot)
         manifest_bytes = pp.app_image_manifest(name).read_bytes()
         (approot.parent / "manifest").write_bytes(manifest_bytes)
-        img_manifest = json.loads(manifest_bytes)
+        img_manifest = read_image_manifest(manifest_bytes)
         isolators = _isolators(ra, img_manifest)
         unit, env = _app_unit(ra, approot, img_manifest, interactive, isolators, relax,
                               net == "none", devices)
@@ -293,6 +295,8 @@ def run(args: list[str]) -> int:
 
 
 def stop(args: list[str]) -> int:
+    from ..common.podstatus import is_ready  # not on the run entrypoint's path
+
     opts, _uuid = _opts(args)
     poddir = Path.cwd()
     force = opts.get("force") == "true"
