@@ -24,12 +24,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dbus_next.aio.message_bus import MessageBus
-from dbus_next.constants import BusType, MessageType
-from dbus_next.message import Message
-from dbus_next.signature import Variant
 
-from ..errors import SystemdError
+def _without_glib() -> None:
+    """dbus-next imports its GLib backend with the package and gives it up if ``gi`` is
+    missing. Where PyGObject is installed (Debian often has it) that import costs ~8 ms and
+    loads GLib at every rkt start for a backend we never use: make ``gi`` read as missing
+    unless something already imported it."""
+    import sys
+
+    if "gi" not in sys.modules:
+        sys.modules["gi"] = None  # type: ignore[assignment]  # import gi -> ImportError
+
+
+_without_glib()
+
+from dbus_next.aio.message_bus import MessageBus  # noqa: E402
+from dbus_next.constants import BusType, MessageType  # noqa: E402
+from dbus_next.message import Message  # noqa: E402
+from dbus_next.signature import Variant  # noqa: E402
+
+from ..errors import SystemdError  # noqa: E402
 
 log = logging.getLogger("rktd_less.systemd")
 
