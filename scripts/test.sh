@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-.venv/bin/ruff check -q rktd_less tests bench/pod_start bench/fetch bench/docker_pull bench/squash bench/stress scripts/make-busybox-aci
+.venv/bin/ruff check -q rktd_less tests setup.py bench/pod_start bench/fetch bench/docker_pull bench/squash bench/stress scripts/make-busybox-aci
 .venv/bin/mypy
 # Host tier, on this machine itself: rkt run without a systemd manager, and nothing left
 # behind (where PID 1 is systemd, the script hides the manager first). Needs root.
