@@ -74,3 +74,18 @@ def test_pod_manifest_duplicate_names() -> None:
         pod_manifest(PodPlan(apps=(_ra("a/x"), _ra("b/x"))))
     m = pod_manifest(PodPlan(apps=(_ra("a/x"), _ra("b/x", name="y"))))
     assert [a["name"] for a in m["apps"]] == ["x", "y"]
+
+
+def test_new_pod_uuid_is_a_random_rfc4122_v4_uuid() -> None:
+    import uuid
+
+    from rktd_less.ids import is_full_uuid, new_pod_uuid
+
+    seen = set()
+    for _ in range(200):
+        u = new_pod_uuid()
+        parsed = uuid.UUID(u)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, u)
+        assert is_full_uuid(u)
+        seen.add(u)
+    assert len(seen) == 200
