@@ -33,12 +33,14 @@ from ..ids import machine_id, machine_name
 from . import apps as appmod
 from . import units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
+from .diagnose import exec_problem
 from .nspawn import IPC_MODES, NspawnPlan, nspawn_argv, nspawn_env
 
 if TYPE_CHECKING:
     from ..common.manifests import ImageManifestDoc, RuntimeAppDoc, VolumeDoc
 
-RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "opt/stage2", "etc/systemd/system")
+RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "rkt/diag", "opt/stage2",
+                 "etc/systemd/system")
 # The generators of the machine's systemd would run at every pod boot (one process each, some
 # shell scripts): none has anything to do in a stage1 (no fstab, gettys, init scripts, disks),
 # so each is masked as systemd documents: a same-named link to /dev/null under /etc.
@@ -240,6 +242,13 @@ def run(args: list[str]) -> int:
             if not stdin_fifo.exists():
                 os.mkfifo(stdin_fifo, 0o600)
         app_units.append(unit)
+        # what the reaper says should the program not start (systemd's 203), as rkt's
+        problem = exec_problem(approot, unit.argv[0])
+        diag = root / "rkt" / "diag" / name
+        if problem is not None:
+            _write(diag, problem + "\n")
+        else:
+            diag.unlink(missing_ok=True)
         _write(root / "rkt" / "env" / name, units.env_file(env))
         fifo = root / "rkt" / "iomux" / name
         if not interactive and not fifo.exists():

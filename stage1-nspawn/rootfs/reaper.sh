@@ -60,7 +60,9 @@ if [ "$st" = 203 ]; then  # systemd's EXIT_EXEC: the program could not be execut
         case "$target" in /*) prog=$target ;; *) prog="${prog%/*}/$target" ;; esac
         n=$((n + 1))
     done
-    if [ -d "$root$prog" ] || { [ -e "$root$prog" ] && [ ! -x "$root$prog" ]; }; then
+    if [ -s "/rkt/diag/$app" ]; then  # the run entrypoint's finding: a missing interpreter
+        msg=$(cat "/rkt/diag/$app")
+    elif [ -d "$root$prog" ] || { [ -e "$root$prog" ] && [ ! -x "$root$prog" ]; }; then
         msg="Error: Unable to execute \"$3\": Permission denied"
     elif [ -e "$root$prog" ]; then
         msg="Error: Unable to execute \"$3\": its interpreter or a shared library may be missing from the image"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rktd_less.stage1.diagnose import _interpreter as elf_loader
 from tests.helpers.aci import build_aci
 from tests.integration.rktenv import Rkt, sh, wait_file, wait_for
 
@@ -181,6 +182,23 @@ def test_a_program_that_cannot_be_executed_is_named(env: Rkt, aci: Path) -> None
     cp = env("run", INSECURE, IMAGE, "--exec", "/etc/passwd", check=False)
     assert cp.returncode == 203
     assert 'Error: Unable to execute "/etc/passwd": Permission denied' in cp.stdout + cp.stderr
+
+
+def test_a_missing_interpreter_is_named(env: Rkt) -> None:
+    # rkt's diagnostic test: a dynamically linked program without its loader in the image,
+    # and a script whose #! interpreter is not there (through a script that is)
+    img = build_aci(env.work / "nointerp.aci", name="example.com/nointerp", version="1.0",
+                    files={"bin/hostls": (Path("/bin/ls").read_bytes(), 0o755),
+                           "bin/bashscript": (b"#!/bin/bash\necho never\n", 0o755),
+                           "bin/outer": (b"#!/bin/bashscript\n", 0o755)})
+    env("fetch", INSECURE, str(img))
+    cp = env("run", "example.com/nointerp:1.0", "--exec", "/bin/hostls", check=False)
+    loader = elf_loader(Path("/bin/ls"))
+    assert cp.returncode == 203
+    assert f'Error: Unable to open "{loader}": No such file or directory' in cp.stdout + cp.stderr
+    cp = env("run", "example.com/nointerp:1.0", "--exec", "/bin/outer", check=False)
+    assert cp.returncode == 203
+    assert 'Error: Unable to open "/bin/bash": No such file or directory' in cp.stdout + cp.stderr
 
 
 def _temp_files(env: Rkt) -> list[str]:
