@@ -122,6 +122,16 @@ def test_bad_stage1_flags(env: Rkt, app: Path) -> None:
     assert "stage1-nope.aci" in msg and "not found" in msg
     msg = refused(env, app, "--stage1-hash=sha512-0123456789ab")
     assert "failed to fetch stage1 image" in msg
+    # a URL or name that leads nowhere (loopback only: nothing listens on port 9 / 443 here)
+    msg = refused(env, app, "--stage1-url=https://127.0.0.1:9/stage1.aci")
+    assert msg.startswith("run: failed to fetch stage1 image (--stage1-url=https://127.0.0.1:9/")
+    msg = refused(env, app, "--stage1-url=file:///nonexistent/stage1.aci")
+    assert "failed to fetch stage1 image" in msg and "not found" in msg
+    msg = refused(env, app, "--stage1-name=localhost/no-such-stage1:1")
+    assert msg.startswith("run: failed to fetch stage1 image (--stage1-name=localhost/")
+    assert refused(env, app, "--stage1-url=stage1.aci") == \
+        'run: failed to fetch stage1 image (--stage1-url=stage1.aci): "stage1.aci" is not a ' \
+        "URL (use --stage1-path for a file)"
     # an ordinary image is no stage1: it has no entrypoint annotations
     msg = refused(env, app, f"--stage1-path={app}", global_flags=("--insecure-options=image",))
     assert "is not a stage1 image" in msg and "coreos.com/rkt/stage1/run" in msg
