@@ -105,3 +105,4 @@ def run_over_overlay(lower: list[Path], target: Path, argv: list[str]) -> int:
             os._exit(code)
     _pid, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+

@@ -170,6 +170,13 @@ def _write_pod(caller: Caller, req: PodRequest, resolved: list[ResolvedApp], sto
 def prepare(caller: Caller, req: PodRequest) -> Prepared:
     """Fetch (verified) the apps' images and the stage1, render them, write the pod dir (in
     ``embryo``, its lock held)."""
+    if not req.no_overlay:
+        from ..host.fsinfo import overlay_unsupported
+
+        why = overlay_unsupported(caller.paths.data)
+        if why is not None:  # as rkt: say so, then copy the images into the pod instead
+            caller.err(f'disabling overlay support: "{why}"')
+            req = dataclasses.replace(req, no_overlay=True)
     settings = caller.fetch_settings(req.pull_policy)
     from ..fetch.resolve import resolve_image
     from ..store import Store

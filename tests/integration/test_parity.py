@@ -123,3 +123,34 @@ def test_mount_targets_through_symlinks_stay_in_the_rootfs(env: Rkt) -> None:
              f"cat /var/lib/v/hello; ls -d /var/tmp/{marker}")
     assert cp.stdout.splitlines() == ["from the host", f"/var/tmp/{marker}"], cp
     assert not Path("/var/tmp", marker).exists()  # the image's link did not lead out
+
+
+def test_overlay_disabled_where_the_data_dir_cannot_hold_an_upper_dir(env: Rkt) -> None:
+    """rkt: `disabling overlay support: "…"`, then the images are copied into the pod. Here a
+    data dir on the test bed's own root, an overlayfs (as in any container), where the kernel
+    refuses an overlay upper dir."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.helpers.aci import build_aci
+    from tests.integration.rktenv import RKT
+
+    root_fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "/"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    assert root_fs == "overlay", f"the test bed's root is {root_fs}"
+    img = build_aci(env.work / "ovl.aci", name="example.com/ovl", version="1.0")
+    data = Path(tempfile.mkdtemp(prefix="rkt-on-overlay-", dir="/var/tmp"))
+    rkt = [RKT, f"--dir={data}", f"--local-config={env.local_config}",
+           f"--system-config={env.system_config}", "--insecure-options=image"]
+    try:
+        cp = subprocess.run([*rkt, "run", str(img), "--exec", "/bin/echo", "--", "copied"],
+                            capture_output=True, text=True, timeout=120, check=False)
+        assert cp.returncode == 0, cp
+        assert cp.stdout == "copied\n"
+        assert cp.stderr == 'run: disabling overlay support: "unsupported filesystem: overlay"\n'
+        [pod] = (data / "pods").glob("*/*")
+        assert not (pod / "overlay-prepared").exists()  # the pod holds copies
+    finally:
+        subprocess.run([*rkt, "gc", "--grace-period=0s"], capture_output=True, check=False)
+        shutil.rmtree(data, ignore_errors=True)
