@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..common.contract import IPC_MODES
 from ..config import load_stage1
 from ..errors import UsageError
 from ..pod import stage1select
 from ..pod.prepare import PodPlan
 from ..pod.run import PodRequest, StartOptions, check_host_volume, run
-from ..stage1.nspawn import IPC_MODES
 from .context import Context
 from .flags import Flag, Kind
 from .run_args import env_pairs, parse_run

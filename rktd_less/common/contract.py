@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 # The interpreter stage0 runs under: the entrypoints of our stage1 images run the stage1 code
 # of the same installation with it (a virtual environment's, or the system's).
 PYTHON_ENV = "RKTD_LESS_PYTHON"
+# rkt's --ipc values, passed to the run entrypoint (auto: the flavour's default)
+IPC_MODES = ("auto", "private", "parent")
 
 
 def entry_env() -> dict[str, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..common.appids import resolve_id
 from ..common.contract import entry_env, stage1_unit
 from ..common.manifests import read_image_manifest, read_pod_manifest
 from ..common.platform import host_arch
@@ -127,8 +128,6 @@ def _check_ids(manifest: PodManifestDoc, trees: dict[str, tuple[str, bytes]],
                store: Store) -> None:
     """--user/--group names and file paths resolve in the image now, not in stage1 after the
     pod dir was made (stage1 resolves them again against the same tree)."""
-    from ..stage1.apps import resolve_id
-
     for ra in manifest["apps"]:
         app = ra.get("app") or read_image_manifest(trees[ra["name"]][1]).get("app") or {}
         rootfs = store.tree_rootfs(trees[ra["name"]][0])

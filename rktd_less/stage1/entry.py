@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..appc import isolators as iso
 from ..common import selinux
+from ..common.appids import resolve_id
+from ..common.contract import IPC_MODES
 from ..common.manifests import read_image_manifest, read_pod_manifest
 from ..common.podpaths import PodPaths
 from ..common.uidrange import UidRange
@@ -34,7 +36,7 @@ from . import apps as appmod
 from . import units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
 from .diagnose import exec_problem
-from .nspawn import IPC_MODES, NspawnPlan, nspawn_argv, nspawn_env
+from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
 
 if TYPE_CHECKING:
     from ..common.manifests import ImageManifestDoc, RuntimeAppDoc, VolumeDoc
@@ -116,8 +118,8 @@ def _app_unit(ra: RuntimeAppDoc, approot: Path, manifest: ImageManifestDoc,
     env = appmod.app_env(name, app.get("environment", []))
     path = dict(env).get("PATH", appmod.DEFAULT_PATH)
     argv = appmod.resolve_exec(app.get("exec") or [], approot, path)
-    uid = appmod.resolve_id(str(app.get("user", "0")), approot, "passwd", "user", name)
-    gid = appmod.resolve_id(str(app.get("group", "0")), approot, "group", "group", name)
+    uid = resolve_id(str(app.get("user", "0")), approot, "passwd", "user", name)
+    gid = resolve_id(str(app.get("group", "0")), approot, "group", "group", name)
     notify = any(a.get("name") == "appc.io/executor/supports-systemd-notify"
                  and a.get("value") == "true" for a in manifest.get("annotations", []))
     image_name = manifest.get("name", "")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from ..ids import machine_name
 
 NSPAWN = "/usr/bin/systemd-nspawn"
-IPC_MODES = ("auto", "private", "parent")  # rkt's --ipc; auto is private for nspawn
 
 
 @dataclass(frozen=True)
