@@ -99,12 +99,24 @@ def wait_for(pred: Callable[[], bool], timeout: float = 30, step: float = 0.1) -
     return pred()
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def sh(*argv: str, check: bool = True, timeout: float = 60, cwd: Path | None = None,
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     cp = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                        stdin=subprocess.DEVNULL)
+                        stdin=subprocess.DEVNULL, cwd=cwd, env=env)
     if check and cp.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {cp.returncode}\n{cp.stdout}\n{cp.stderr}")
+        raise AssertionError(f"{' '.join(argv)} exited {cp.returncode}\n"
+                             f"stdout: {cp.stdout}\nstderr: {cp.stderr}")
     return cp
+
+
+def group_exists(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def wait_file(path: Path, timeout: float = 30) -> str:
@@ -112,4 +124,5 @@ def wait_file(path: Path, timeout: float = 30) -> str:
     return path.read_text().strip()
 
 
-__all__: Sequence[str] = ["RKT", "Rkt", "destroy", "new_env", "sh", "wait_file", "wait_for"]
+__all__: Sequence[str] = ["RKT", "Rkt", "destroy", "group_exists", "new_env", "sh", "wait_file",
+                          "wait_for"]

@@ -45,20 +45,9 @@ CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 def sh(*argv: str, cwd: Path | None = None, check: bool = True, timeout: float = 120,
        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                        env=env if env is not None else CLEAN_ENV, stdin=subprocess.DEVNULL)
-    if check and cp.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {cp.returncode}\n"
-                             f"stdout: {cp.stdout}\nstderr: {cp.stderr}")
-    return cp
-
-
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
+    """rktenv.sh in the clean environment a user's shell would give the package's commands."""
+    return rktenv.sh(*argv, cwd=cwd, check=check, timeout=timeout,
+                     env=env if env is not None else CLEAN_ENV)
 
 
 def _status(package: str = "rktd-less") -> str:
@@ -112,7 +101,7 @@ def installed(deb: Path, work: Path) -> Iterator[subprocess.CompletedProcess[str
                     "(python3 tests/testbed.py run -- ...)", pytrace=False)
     assert _status() == "", "rktd-less is already installed in the test bed"
     assert not Path(RKT).exists() and not DATA.exists()
-    had_groups = {g for g in GROUPS if _group_exists(g)}
+    had_groups = {g for g in GROUPS if rktenv.group_exists(g)}
     env = {**CLEAN_ENV, "DEBIAN_FRONTEND": "noninteractive"}
     # The bed's / is an overlay, which cannot hold the upper dirs of the pods' overlays; a
     # machine's /var/lib is a disk. Give /var/lib/rkt one (the scratch disk) before installing.
@@ -135,7 +124,7 @@ def installed(deb: Path, work: Path) -> Iterator[subprocess.CompletedProcess[str
                     sh(RKT, "stop", "--force", line.split()[0], check=False)
             sh("dpkg", "--purge", "rktd-less", env=env, check=False, timeout=300)
         for g in GROUPS:
-            if g not in had_groups and _group_exists(g):
+            if g not in had_groups and rktenv.group_exists(g):
                 sh("groupdel", g, check=False)
         sh("umount", str(DATA), check=False)
         DATA.rmdir()
@@ -260,7 +249,7 @@ def test_remove_refused_while_a_pod_runs_and_purge(
     assert not (DIST_PACKAGES / "rktd_less").exists()  # nothing left behind, not even .pyc
     assert not IMAGES.exists()
     assert (DATA / "cas" / "blob").is_dir()  # removal keeps the data; purge removes it
-    assert all(_group_exists(g) for g in GROUPS)
+    assert all(rktenv.group_exists(g) for g in GROUPS)
 
     sh("dpkg", "--purge", "rktd-less", env=env, timeout=300)
     assert _status() in ("", "unknown ok not-installed")
@@ -269,4 +258,4 @@ def test_remove_refused_while_a_pod_runs_and_purge(
     assert not ETC.exists()  # empty, so gone with the package
     enabled = sh("systemctl", "is-enabled", "rkt-gc.timer", check=False)
     assert enabled.returncode != 0
-    assert all(_group_exists(g) for g in GROUPS)  # as rkt's package: groups stay
+    assert all(rktenv.group_exists(g) for g in GROUPS)  # as rkt's package: groups stay

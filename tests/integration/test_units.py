@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.rktenv import group_exists, sh
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "install-units.sh"
 RKT = str(Path(sys.executable).parent / "rkt")
@@ -31,25 +33,11 @@ ETC = Path("/etc/rkt")
 GROUPS = ("rkt", "rkt-admin")
 
 
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{argv} exited {p.returncode}\nstdout: {p.stdout}\n"
-                             f"stderr: {p.stderr}")
-    return p
-
-
-def _group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
 def installed() -> Iterator[list[subprocess.CompletedProcess[str]]]:
-    had_groups = {g for g in GROUPS if _group_exists(g)}
+    had_groups = {g for g in GROUPS if group_exists(g)}
     had_dirs = {d for d in (DATA, ETC) if d.exists()}
     try:
         runs = [sh("bash", str(SCRIPT)), sh("bash", str(SCRIPT))]
@@ -72,7 +60,7 @@ def installed() -> Iterator[list[subprocess.CompletedProcess[str]]]:
 
 def test_groups_exist(installed: list[subprocess.CompletedProcess[str]]) -> None:
     for g in GROUPS:
-        assert _group_exists(g), g
+        assert group_exists(g), g
 
 
 def test_second_run_is_harmless(installed: list[subprocess.CompletedProcess[str]]) -> None:
