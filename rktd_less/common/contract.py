@@ -15,6 +15,18 @@ if TYPE_CHECKING:
 # The interpreter stage0 runs under: the entrypoints of our stage1 images run the stage1 code
 # of the same installation with it (a virtual environment's, or the system's).
 PYTHON_ENV = "RKTD_LESS_PYTHON"
+
+
+def stage1_image_name(flavour: str) -> str:
+    """The name of our stage1 image of a flavour (``rktd-less/stage1-nspawn``)."""
+    return f"rktd-less/stage1-{flavour}"
+
+
+def stage1_file_name(flavour: str) -> str:
+    """Its file in the stage1 images directory (``stage1-nspawn.aci``)."""
+    return f"stage1-{flavour}.aci"
+
+
 # rkt's --ipc values, passed to the run entrypoint (auto: the flavour's default)
 IPC_MODES = ("auto", "private", "parent")
 

@@ -149,8 +149,7 @@ def _write_pod(caller: Caller, req: PodRequest, resolved: list[ResolvedApp], sto
     _check_ids(manifest, trees, store)
     s1_manifest = store.manifest_bytes(stage1_key)
     entry = stage1_entrypoint(read_image_manifest(s1_manifest), "run")
-    if entry is None:
-        raise UsageError("stage1 image has no run entrypoint")
+    assert entry is not None  # stage1select refuses an image without one
     embryo = poddir.Embryo(caller.paths)
     try:
         if req.pod_name:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..common.contract import stage1_file_name, stage1_image_name
 from ..common.manifests import read_image_manifest
 from ..common.platform import host_arch
 from ..config import Insecure, Stage1Config
@@ -73,21 +74,21 @@ def images_dir(configured: str) -> Path:
     return Path(configured) if configured else PACKAGE_IMAGES_DIR
 
 
+def _is_url(location: str) -> bool:
+    return "://" in location or location.startswith("docker:")
+
+
 def _trusted(location: str, images: Path) -> bool:
     """rkt's isTrustedLocation: a file in the stage1 images directory."""
-    if "://" in location or location.startswith("docker:"):
+    if _is_url(location):
         return False
     loc = os.path.abspath(location)
     return loc.startswith(os.path.join(os.path.abspath(images), ""))
 
 
-def _file_name(flavour: str) -> str:
-    return f"stage1-{flavour}.aci"
-
-
 def _build_default(images: Path) -> Stage1Config:
-    return Stage1Config(name=f"rktd-less/stage1-{DEFAULT_FLAVOUR}", version=__version__,
-                        location=str(images / _file_name(DEFAULT_FLAVOUR)))
+    return Stage1Config(name=stage1_image_name(DEFAULT_FLAVOUR), version=__version__,
+                        location=str(images / stage1_file_name(DEFAULT_FLAVOUR)))
 
 
 class Selector:
@@ -126,7 +127,7 @@ class Selector:
                 key = self._fetch(choice.location, file=True,
                                   trusted=_trusted(choice.location, self.images))
             elif choice.flag == "stage1-url":
-                if "://" not in choice.location and not choice.location.startswith("docker:"):
+                if not _is_url(choice.location):
                     raise UsageError(f'"{choice.location}" is not a URL',
                                      hint="use --stage1-path for a file")
                 key = self._fetch(choice.location, trusted=False)

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from .. import __version__
-from ..common.contract import PYTHON_ENV
+from ..common.contract import PYTHON_ENV, stage1_file_name, stage1_image_name
 from ..common.platform import host_arch
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -70,23 +70,15 @@ def flavour_of(source: Path) -> str:
     return name[len("stage1-"):]
 
 
-def image_name(flavour: str) -> str:
-    return f"rktd-less/stage1-{flavour}"
-
-
-def file_name(flavour: str) -> str:
-    return f"stage1-{flavour}.aci"
-
-
 def _manifest(source: Path) -> bytes:
     try:
         manifest = json.loads((source / "manifest.json").read_text()
                               .replace("@VERSION@", __version__))
     except (OSError, ValueError) as e:
         raise BuildError(f'"{source / "manifest.json"}": {e}') from None
-    if manifest.get("name") != image_name(flavour_of(source)):
+    if manifest.get("name") != stage1_image_name(flavour_of(source)):
         raise BuildError(f'"{source}/manifest.json" names {manifest.get("name")!r}, '
-                         f"expected {image_name(flavour_of(source))!r}")
+                         f"expected {stage1_image_name(flavour_of(source))!r}")
     for label in manifest["labels"]:
         if label["name"] == "arch":
             label["value"] = host_arch()
@@ -139,7 +131,7 @@ def build_all(root: Path, outdir: Path) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     built = []
     for source in found:
-        dest = outdir / file_name(flavour_of(source))
+        dest = outdir / stage1_file_name(flavour_of(source))
         fd, tmp = tempfile.mkstemp(prefix=".stage1-", dir=outdir)
         os.close(fd)
         try:
