@@ -159,24 +159,30 @@ def _documents(config: ConfigDirs, subdir: str, kinds: tuple[str, ...]
             yield layer, path, str(kind), doc
 
 
+def _once(seen: set[tuple[int, str]], layer: int, key: str, path: Path, message: str) -> None:
+    """A value given twice within one configuration directory is an error, as in rkt; a later
+    layer (local over system, user over local) may give it again."""
+    if (layer, key) in seen:
+        raise _config_error(path, message)
+    seen.add((layer, key))
+
+
 def load_auth(config: ConfigDirs) -> AuthConfig:
     headers: dict[str, Mapping[str, str]] = {}
     unsupported: dict[str, str] = {}
     docker: dict[str, tuple[str, str]] = {}
     configured: dict[str, tuple[str, Mapping[str, str]]] = {}
-    seen: set[tuple[int, str, str]] = set()  # (layer, kind, domain): once per layer
+    seen: set[tuple[int, str]] = set()
     for layer, path, kind, doc in _documents(config, "auth.d", ("auth", "dockerAuth")):
         if kind == "auth":
             typ, hdrs = _auth_header(path, doc)
+            given = {k: str(doc["credentials"][k]) for k in _CREDENTIAL_KEYS[typ]
+                     if k in doc["credentials"]}
             for d in _domains(path, doc, "domains"):
-                if (layer, "auth", d) in seen:
-                    raise _config_error(path, f'auth for domain "{d}" is already specified')
-                seen.add((layer, "auth", d))
+                _once(seen, layer, f"auth {d}", path, f'auth for domain "{d}" is already specified')
                 headers.pop(d, None)
                 unsupported.pop(d, None)
-                creds = doc["credentials"]
-                configured[d] = (typ, {k: str(creds[k]) for k in _CREDENTIAL_KEYS[typ]
-                                       if k in creds})
+                configured[d] = (typ, given)
                 if hdrs is None:
                     unsupported[d] = typ
                 else:
@@ -190,10 +196,8 @@ def load_auth(config: ConfigDirs) -> AuthConfig:
             if not isinstance(password, str):
                 raise _config_error(path, 'dockerAuth "password" must be a string')
             for r in _domains(path, doc, "registries"):
-                if (layer, "docker", r) in seen:
-                    raise _config_error(path, f'credentials for registry "{r}" are already'
-                                            f" specified")
-                seen.add((layer, "docker", r))
+                _once(seen, layer, f"docker {r}", path,
+                      f'credentials for registry "{r}" are already specified')
                 docker[r] = (user, password)
     return AuthConfig(headers, unsupported, docker, configured)
 
@@ -237,16 +241,14 @@ def _absolute(path: Path, value: str, what: str) -> str:
 
 def load_paths(config: ConfigDirs) -> PathsConfig:
     merged = {"data": "", "stage1-images": ""}
-    layer_set: set[tuple[int, str]] = set()
+    seen: set[tuple[int, str]] = set()
     names = {"data": "data directory", "stage1-images": "stage1 images directory"}
     for layer, path, _kind, doc in _documents(config, "paths.d", ("paths",)):
         for key, what in names.items():
             value = _absolute(path, _opt_str(path, doc, key), what)
             if not value:
                 continue
-            if (layer, key) in layer_set:
-                raise _config_error(path, f"{what} is already specified")
-            layer_set.add((layer, key))
+            _once(seen, layer, key, path, f"{what} is already specified")
             merged[key] = value
     return PathsConfig(data=merged["data"], stage1_images=merged["stage1-images"])
 
@@ -268,7 +270,7 @@ def _check_location(path: Path, location: str) -> None:
 
 def load_stage1(config: ConfigDirs) -> Stage1Config:
     name = version = location = ""
-    layer_set: set[tuple[int, str]] = set()
+    seen: set[tuple[int, str]] = set()
     for layer, path, _kind, doc in _documents(config, "stage1.d", ("stage1",)):
         n, v, loc = (_opt_str(path, doc, k) for k in ("name", "version", "location"))
         if v and not n:
@@ -279,15 +281,12 @@ def load_stage1(config: ConfigDirs) -> Stage1Config:
                                     "specified, but version is missing")
         _check_location(path, loc)
         if n:
-            if (layer, "name") in layer_set:
-                raise _config_error(path, "name and version of a default stage1 image are already"
-                                        " specified")
-            layer_set.add((layer, "name"))
+            _once(seen, layer, "name", path,
+                  "name and version of a default stage1 image are already specified")
             name, version = n, v
         if loc:
-            if (layer, "location") in layer_set:
-                raise _config_error(path, "location of a default stage1 image is already specified")
-            layer_set.add((layer, "location"))
+            _once(seen, layer, "location", path,
+                  "location of a default stage1 image is already specified")
             location = loc
     return Stage1Config(name=name, version=version, location=location)
 
