@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from ..common.mountinfo import parse
 
 # Filesystems an overlay's upper dir cannot be on (rkt's PathSupportsOverlay: aufs, zfs; and
 # overlayfs itself, which the kernel refuses as upper with EINVAL: a data dir in a container's
@@ -11,23 +12,13 @@ from pathlib import Path
 NO_OVERLAY_UPPER = ("aufs", "zfs", "overlay")
 
 
-def _unescape(field: str) -> str:
-    """mountinfo's octal escapes (``\\040`` for a space)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def fstype_of(path: str, mountinfo: str) -> str | None:
     """The filesystem type of the mount ``path`` (absolute, resolved) is on (pure)."""
     best, best_type = "", None
-    for line in mountinfo.splitlines():
-        pre, sep, post = line.partition(" - ")
-        fields = pre.split()
-        if not sep or len(fields) < 5 or not post:
-            continue
-        point = _unescape(fields[4])
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):  # the last of equal ones is the one on top
-            best, best_type = point, post.split()[0]
+    for m in parse(mountinfo):
+        inside = path == m.point or path.startswith(m.point.rstrip("/") + "/")
+        if inside and len(m.point) >= len(best):  # the last of equal ones is the one on top
+            best, best_type = m.point, m.fstype
     return best_type
 
 

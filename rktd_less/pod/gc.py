@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.mountinfo import parse
 from ..common.podpaths import PodPaths
 from ..fsio import try_lock
 from ..host import mount
@@ -34,15 +35,11 @@ class GcPolicy:
 
 def _mounts_below(path: Path) -> list[str]:
     prefix = str(path).rstrip("/") + "/"
-    found = []
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                mp = line.split()[4].encode().decode("unicode_escape")
-                if mp == str(path) or mp.startswith(prefix):
-                    found.append(mp)
+        text = Path("/proc/self/mountinfo").read_text()
     except OSError:
         return []
+    found = [m.point for m in parse(text) if m.point == str(path) or m.point.startswith(prefix)]
     return sorted(found, key=len, reverse=True)
 
 

@@ -22,12 +22,12 @@ The planning functions are pure (unit-tested); the work goes through ``host/``.
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..common.mountinfo import parse
 from ..common.podstatus import is_ready
 from ..ids import machine_name
 
@@ -43,27 +43,18 @@ class Hierarchy:
     key: str  # how /proc/self/cgroup names it: "" for cgroup2, "name=systemd"
 
 
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def hierarchies(mountinfo: str) -> list[Hierarchy]:
     """The cgroup2 hierarchy (first) and the v1 ``name=systemd`` one, each once, from a
     ``/proc/self/mountinfo`` text."""
     found: dict[str, Hierarchy] = {}
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(tail) < 3:
-            continue
-        fstype, options = tail[0], tail[2].split(",")
-        if fstype == "cgroup2":
+    for m in parse(mountinfo):
+        if m.fstype == "cgroup2":
             key = ""
-        elif fstype == "cgroup" and "name=systemd" in options:
+        elif m.fstype == "cgroup" and "name=systemd" in m.super_options:
             key = "name=systemd"
         else:
             continue
-        found.setdefault(key, Hierarchy(Path(_unescape(fields[4])), _unescape(fields[3]), key))
+        found.setdefault(key, Hierarchy(Path(m.point), m.root, key))
     return [found[k] for k in ("", "name=systemd") if k in found]
 
 
