@@ -12,6 +12,7 @@
     ├── Stage1Error          the stage1 image or its entrypoints
     ├── SystemdError         systemd / machined refused or failed a request
     ├── FetchError           downloads and discovery: HTTP, TLS, redirects, sizes
+    ├── NetworkError         pod networks: net.d confs, CNI plugins, ports
     └── TrustError           keys and signatures: untrusted, bad or missing signature
 
 Each error has a one-line message and an optional hint (the fix), printed on one line as
@@ -80,4 +81,8 @@ class FetchError(RktError):
 
 
 class TrustError(RktError):
+    pass
+
+
+class NetworkError(RktError):
     pass

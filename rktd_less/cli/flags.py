@@ -17,6 +17,7 @@ class Kind(Enum):
     LIST = "list"  # repeated and/or comma-separated
     MULTI = "multi"  # repeated, each value kept whole (NAME=VALUE may contain commas)
     OPTSTR = "optional string"  # --wait or --wait=5s
+    OPTMULTI = "optional multi"  # repeated, each whole; bare --net means no_opt (rkt's --net)
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Flag:
     kind: Kind
     default: Any = None
     help: str = ""
-    no_opt: str = "true"  # value of an OPTSTR flag given without '='
+    no_opt: str = "true"  # value of an OPTSTR/OPTMULTI flag given without '='
 
 
 def bool_value(text: str) -> bool | None:
@@ -41,7 +42,8 @@ def parse_bool(name: str, text: str) -> bool:
 
 
 def defaults(spec: Mapping[str, Flag]) -> dict[str, Any]:
-    return {k: (list(f.default) if f.kind in (Kind.LIST, Kind.MULTI) else f.default)
+    return {k: (list(f.default) if f.kind in (Kind.LIST, Kind.MULTI, Kind.OPTMULTI)
+                else f.default)
             for k, f in spec.items()}
 
 
@@ -61,6 +63,9 @@ def take_flag(spec: Mapping[str, Flag], args: Sequence[str], i: int,
         return i + 1
     if f.kind == Kind.OPTSTR:
         values[name] = val if eq else f.no_opt
+        return i + 1
+    if f.kind == Kind.OPTMULTI:
+        values[name].append(val if eq else f.no_opt)
         return i + 1
     if not eq:
         if i + 1 >= len(args):

@@ -45,7 +45,8 @@ def to_json(info: PodInfo) -> dict[str, Any]:
         if a.exit_code is not None:
             app["exit_code"] = a.exit_code
         apps.append(app)
-    pod: dict[str, Any] = {"name": info.uuid, "state": str(info.state), "networks": [],
+    pod: dict[str, Any] = {"name": info.uuid, "state": str(info.state),
+                           "networks": [dict(n) for n in info.networks],
                            "app_names": [a.name for a in info.apps], "apps": apps,
                            "user_annotations": {}, "user_labels": {}}
     if info.created:
@@ -80,12 +81,12 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         apps = i.apps or ()
         if not apps:
             rows.append([uuid, "-", "-"] + (["-"] if full else []) +
-                        [str(i.state), created, started, "", i.pod_name or ""])
+                        [str(i.state), created, started, i.networks_column(), i.pod_name or ""])
         for n, a in enumerate(apps):
             img_id = [short_id(a.image_id)] if full else []
             if n == 0:
                 rows.append([uuid, a.name, a.image_name, *img_id, str(i.state), created, started,
-                             "", i.pod_name or ""])
+                             i.networks_column(), i.pod_name or ""])
             else:
                 rows.append(["", a.name, a.image_name, *img_id, "", "", "", "", ""])
     if rows:

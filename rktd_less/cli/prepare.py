@@ -19,10 +19,11 @@ USAGE = """Usage:
 Prints the new pod's UUID; start it with `rkt run-prepared UUID`. Flags as `rkt run`."""
 FLAGS: dict[str, Flag] = {
     **{k: v for k, v in RUN_FLAGS.items()
-       if k not in ("interactive", "net", "hostname", "detach", "ipc", "mds-register")},
+       if k not in ("interactive", "net", "hostname", "detach", "ipc", "mds-register", "dns",
+                    "dns-search", "dns-opt", "dns-domain", "hosts-entry")},
     "quiet": Flag(Kind.BOOL, False, "suppress superfluous output on stdout, print only the UUID"),
     # accepted as rkt does, but they belong to run-prepared: checked there
-    "net": Flag(Kind.STR, "host", "pod network"),
+    "net": Flag(Kind.OPTMULTI, [], "the pod's networks", no_opt="default"),
     "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
     "hostname": Flag(Kind.STR, "", "pod hostname"),
 }

@@ -10,6 +10,7 @@ from typing import Any
 from ..common.contract import IPC_MODES
 from ..config import load_stage1
 from ..errors import UsageError
+from ..net import dns, netlist
 from ..pod import stage1select
 from ..pod.prepare import PodPlan
 from ..pod.run import PodRequest, StartOptions, check_host_volume, run
@@ -24,7 +25,13 @@ USAGE = """Usage:
   rkt run [pod flags] IMAGE [per-app flags] [-- image-args... [---]] ...
 
 Pod flags (before the first image):
-      --net=host|none            network of the pod (default host)
+      --net[=NAME[:ARGS],...]    the pod's networks (default: default): default,
+                                 default-restricted, none, host, all, or a network of
+                                 net.d; ARGS (KEY=VALUE;...) reach the plugin as CNI_ARGS
+      --dns=IP[,IP]|host|none    the apps' name servers (host: the machine's resolv.conf;
+                                 none: the image's, even if a network offers DNS)
+      --dns-search=DOMAIN, --dns-opt=OPT, --dns-domain=DOMAIN   more of that resolv.conf
+      --hosts-entry=IP=HOST[,...]|host   the apps' /etc/hosts entries (host: the machine's)
       --interactive              run the pod interactively (one image only)
       --hostname=NAME            pod hostname (default rkt-<uuid>)
       --pull-policy=new|never|update
@@ -45,9 +52,14 @@ Per-app flags (after an image): --name --exec --user --group --supplementary-gid
       --signature=FILE
 """
 FLAGS: dict[str, Flag] = {
-    "net": Flag(Kind.STR, "host", "pod network", no_opt="default"),
+    "net": Flag(Kind.OPTMULTI, [], "the pod's networks", no_opt="default"),
     "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
     "hostname": Flag(Kind.STR, "", "pod hostname"),
+    "dns": Flag(Kind.LIST, [], "name servers for the pod's apps (IPs), or host, or none"),
+    "dns-search": Flag(Kind.LIST, [], "DNS search domains for the pod's resolv.conf"),
+    "dns-opt": Flag(Kind.LIST, [], "DNS options for the pod's resolv.conf"),
+    "dns-domain": Flag(Kind.STR, "", "the DNS domain of the pod's resolv.conf"),
+    "hosts-entry": Flag(Kind.LIST, [], "entries of the pod's /etc/hosts (IP=HOSTNAME), or host"),
     "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent "
                                   "(the host's)"),
     "pull-policy": Flag(Kind.STR, "new", "never, new or update"),
@@ -83,9 +95,7 @@ def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
 
 def start_options(values: dict[str, Any], n_apps: int) -> StartOptions:
     """The start flags of run and run-prepared, checked (rkt's messages)."""
-    if values["net"] not in ("host", "none"):
-        raise UsageError(f'network "{values["net"]}" is not available yet',
-                         hint="use --net=host or --net=none")
+    nets = netlist.parse(values["net"])
     if values.get("ipc", "auto") not in IPC_MODES:
         raise UsageError(f'invalid --ipc "{values["ipc"]}"', hint="auto, private or parent")
     if values["interactive"] and n_apps != 1:
@@ -98,7 +108,10 @@ def start_options(values: dict[str, Any], n_apps: int) -> StartOptions:
         if not bus.available():
             raise UsageError("--detach needs a running systemd to leave the pod to",
                              hint="run the pod in the foreground under your init's supervision")
-    return StartOptions(net=values["net"], interactive=bool(values["interactive"]),
+    dns_conf = dns.parse(values.get("dns", []), values.get("dns-search", []),
+                         values.get("dns-opt", []), values.get("dns-domain", ""),
+                         values.get("hosts-entry", []))
+    return StartOptions(net=nets, dns=dns_conf, interactive=bool(values["interactive"]),
                         hostname=values.get("hostname") or "", ipc=values.get("ipc", "auto"),
                         detach=bool(values.get("detach")))
 

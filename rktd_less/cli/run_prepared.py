@@ -8,15 +8,19 @@ from ..errors import UsageError
 from ..pod.run import run_prepared
 from .context import Context
 from .flags import Flag, Kind
+from .run import FLAGS as RUN_FLAGS
 from .run import start_options
 
 SHORT = "Run a prepared application pod in rkt"
-USAGE = ("Usage:\n  rkt run-prepared [--net=host|none] [--interactive] [--hostname=NAME] "
+USAGE = ("Usage:\n  rkt run-prepared [--net[=NAME[:ARGS],...]] [--interactive] [--hostname=NAME] "
+         "[--dns=...] [--dns-search=...] [--dns-opt=...] [--dns-domain=...] [--hosts-entry=...] "
          "[--ipc=auto|private|parent] [--detach] UUID")
 FLAGS: dict[str, Flag] = {
-    "net": Flag(Kind.STR, "host", "pod network", no_opt="default"),
+    "net": Flag(Kind.OPTMULTI, [], "the pod's networks", no_opt="default"),
     "interactive": Flag(Kind.BOOL, False, "run pod interactively"),
     "hostname": Flag(Kind.STR, "", "pod hostname"),
+    **{k: v for k, v in RUN_FLAGS.items()
+       if k in ("dns", "dns-search", "dns-opt", "dns-domain", "hosts-entry")},
     "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent"),
     "mds-register": Flag(Kind.BOOL, False, "register the pod with the metadata service "
                                            "(accepted as rkt's; there is no metadata service yet)"),

@@ -120,6 +120,8 @@ def main(ctx: Context, values: dict[str, Any], args: list[str]) -> int:
         lines.append(f"created={full_time(info.created)}")
     if info.started:
         lines.append(f"started={full_time(info.started)}")
+    if info.networks and (info.state == PodState.RUNNING or is_exited(info.state)):
+        lines.append(f"networks={info.networks_column()}")
     if info.pid is not None:
         lines.append(f"pid={info.pid}")
     lines.append(f"exited={'true' if is_exited(info.state) else 'false'}")

@@ -42,6 +42,10 @@ def entry_env() -> dict[str, str]:
 # the apps are up), instead of stage0 knowing each flavour.
 UNIT_ANNOTATION = "rktd-less.io/stage1/unit-properties"  # a JSON object: property -> value
 NOTIFY_ANNOTATION = "rktd-less.io/stage1/notify-ready"  # "true": --detach waits for READY=1
+# An entrypoint (a path in the stage1 rootfs, as rkt's entrypoint annotations) that stage0 runs
+# as the pod unit's ExecStopPost= with the pod UUID: it releases what the run entrypoint took
+# outside the pod (its networks) as soon as the pod ends, not only at gc.
+STOP_POST_ANNOTATION = "rktd-less.io/stage1/stop-post"
 # The unit properties a stage1 may ask for, with their D-Bus signatures; stage0 sets the
 # others itself (Description, Slice, Type, ExecStart, WorkingDirectory, stdio, CollectMode).
 UNIT_PROPERTY_TYPES = {

@@ -62,6 +62,16 @@ class PodPaths:
         return self.root / "private-users-prepared"
 
     @property
+    def stage0_resolv(self) -> Path:
+        """resolv.conf from ``--dns``/``--dns-search``/... (rkt's stage0 rkt-resolv.conf)."""
+        return self.root / "rkt-resolv.conf"
+
+    @property
+    def stage0_hosts(self) -> Path:
+        """hosts from ``--hosts-entry`` (rkt's stage0 rkt-hosts; stage1 adds the hostname)."""
+        return self.root / "rkt-hosts"
+
+    @property
     def tpm_log(self) -> Path:
         return self.root / "tpm-measure.log"
 
@@ -87,3 +97,19 @@ class PodPaths:
     @property
     def pid(self) -> Path:
         return self.root / "pid"
+
+    @property
+    def netns(self) -> Path:
+        """The path of the pod's network namespace file (rkt's ``netns``)."""
+        return self.root / "netns"
+
+    @property
+    def net_info(self) -> Path:
+        """The pod's networks as rkt wrote them (``net-info.json``): list/status read it."""
+        return self.root / "net-info.json"
+
+    @property
+    def net_dir(self) -> Path:
+        """One record per network whose ADD may have happened and whose DEL has not (``net/``),
+        plus the port forwarding record: what a teardown after a crash still has to undo."""
+        return self.root / "net"

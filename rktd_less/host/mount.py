@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import RktError
@@ -26,6 +27,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
 def _check(rc: int, what: str) -> None:
@@ -106,3 +108,28 @@ def run_over_overlay(lower: list[Path], target: Path, argv: list[str]) -> int:
     _pid, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
+
+
+
+def call_in_mount_ns(ns_fd: int, fn: Callable[[], None]) -> str | None:
+    """Run ``fn`` in a forked child that first joins the mount namespace ``ns_fd`` (the
+    machine's, kept open before :func:`unshare_mounts`): what a process that left it must
+    still undo there. Returns the child's error message, or None."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            os.close(r)
+            _check(_libc.setns(ns_fd, CLONE_NEWNS), "join the machine's mount namespace")
+            fn()
+            code = 0
+        except BaseException as e:
+            os.write(w, (getattr(e, "message", None) or str(e)).encode()[:2000])
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        why = f.read().decode(errors="replace")
+    _pid, status = os.waitpid(pid, 0)
+    return None if os.waitstatus_to_exitcode(status) == 0 else (why or "failed")

@@ -19,7 +19,7 @@ _RESET_TO_DEFAULT = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def spawn_in_cgroups(argv: Sequence[str], env: Mapping[str, str],
-                     cgroups: Sequence[Path]) -> int:
+                     cgroups: Sequence[Path], netns_fd: int | None = None) -> int:
     """Fork, move the child into ``cgroups`` *before* it execs ``argv`` (so nothing it
     starts is ever outside them) and return its pid. The signals the caller blocked (see
     :func:`block`) are unblocked in the child."""
@@ -30,6 +30,10 @@ def spawn_in_cgroups(argv: Sequence[str], env: Mapping[str, str],
     code = 127
     try:
         cgroups_standalone.join(cgroups)
+        if netns_fd is not None:  # the pod's network namespace, inherited by nspawn
+            from .netns import join
+
+            join(netns_fd)
         for s in _RESET_TO_DEFAULT:
             signal.signal(s, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())

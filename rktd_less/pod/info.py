@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,13 @@ class PodInfo:
     pid: int | None
     manifest: PodManifestDoc | None
     pod_name: str | None = None  # --pod-name
+    # net-info.json entries (rkt's netName, netConf, pluginPath, ifName, ip, args, mask)
+    networks: tuple[dict[str, str], ...] = ()
+
+    def networks_column(self) -> str:
+        """rkt's NETWORKS / ``networks=``: ``default:ip4=172.16.28.2``, joined by ", "."""
+        return ", ".join(f"{n.get('netName', '')}:ip4={n.get('ip', '')}"
+                         for n in self.networks)
 
 
 def _mtime(p: Path) -> float | None:
@@ -80,6 +88,20 @@ def _display(img: ImageRefDoc) -> str:
     return name + (f":{version}" if version else "")
 
 
+def read_networks(path: Path) -> tuple[dict[str, str], ...]:
+    """net-info.json; nothing for a pod without networks (or an unreadable file)."""
+    text = read_text(path)
+    if text is None:
+        return ()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return ()
+    if not isinstance(doc, list):
+        return ()
+    return tuple({str(k): str(v) for k, v in n.items()} for n in doc if isinstance(n, dict))
+
+
 def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
     st = state if state is not None else ref.state()
     pp = PodPaths(ref.path)
@@ -99,7 +121,8 @@ def pod_info(ref: PodRef, state: PodState | None = None) -> PodInfo:
     pid = pod_pid(ref.path) if st == PodState.RUNNING else None
     return PodInfo(uuid=ref.uuid, state=st, apps=tuple(apps),
                    created=_mtime(pp.created), started=started, pid=pid,
-                   manifest=manifest, pod_name=names.read(ref.path))
+                   manifest=manifest, pod_name=names.read(ref.path),
+                   networks=read_networks(pp.net_info))
 
 
 def pod_exit_code(info: PodInfo) -> int:

@@ -28,6 +28,7 @@ from ..errors import PodError, SystemdError
 from ..ids import unit_name
 
 if TYPE_CHECKING:
+    from ..config import ConfigDirs
     from ..systemd.bus import Systemd, UnitStatus
 
 T = TypeVar("T")
@@ -51,13 +52,18 @@ class Launch:
     env: tuple[tuple[str, str], ...] = ()  # for stage1, e.g. rkt's RKT_SELINUX_CONTEXT
     # what the stage1 image asks of its pod unit (common/contract.py stage1_unit)
     stage1_unit: Stage1Unit = field(default_factory=Stage1Unit)
+    # the stage1's stop-post entrypoint (absolute): the unit's ExecStopPost=, with the UUID
+    stop_post: Path | None = None
 
 
 def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
                     hostname: str | None, insecure: frozenset[str] = frozenset(),
-                    ipc: str = "auto", private_users: str | None = None) -> tuple[str, ...]:
+                    ipc: str = "auto", private_users: str | None = None,
+                    config: ConfigDirs | None = None,
+                    dns_conf_mode: str = "resolv=default,hosts=default") -> tuple[str, ...]:
     """rkt's stage0 → stage1 run arguments (reference §2.1), in rkt's order. ``insecure``:
-    the --insecure-options in effect; capabilities/paths/seccomp become stage1's --disable-*."""
+    the --insecure-options in effect; capabilities/paths/seccomp become stage1's --disable-*.
+    ``config``: its local (rkt's --local-config) and system directories, for ``net.d``."""
     args = []
     if debug:
         args.append("--debug")
@@ -66,8 +72,13 @@ def stage1_run_args(uuid: str, *, debug: bool, net: str, interactive: bool,
         args.append("--interactive")
     if private_users:
         args.append(f"--private-users={private_users}")
+    if config is not None:
+        args.append(f"--local-config={config.local}")
+        args.append(f"--system-config={config.system}")
     if hostname:
         args.append(f"--hostname={hostname}")
+    if dns_conf_mode != "resolv=default,hosts=default":  # stage1's default
+        args.append(f"--dns-conf-mode={dns_conf_mode}")
     for opt, flag in (("capabilities", "--disable-capabilities-restriction"),
                       ("paths", "--disable-paths"), ("seccomp", "--disable-seccomp")):
         if opt in insecure:
@@ -100,6 +111,9 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
         *(p for p in s1.properties if p[0] != "Environment"),
         ("ExecStart", "a(sasb)", [[argv[0], argv, False]]),
     ]
+    if launch.stop_post is not None:  # runs however the pod ended; its failure is logged only
+        post = str(launch.stop_post)
+        props.append(("ExecStopPost", "a(sasb)", [[post, [post, launch.uuid], True]]))
     if add_ref:
         props.append(("AddRef", "b", True))
     if pass_stdio:

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..common.appids import resolve_id
-from ..common.contract import entry_env, stage1_unit
+from ..common.contract import STOP_POST_ANNOTATION, entry_env, stage1_unit
 from ..common.manifests import read_image_manifest, read_pod_manifest
 from ..common.platform import host_arch
 from ..common.podpaths import PodPaths
 from ..common.uidrange import UidRange
 from ..config import ConfigDirs, Insecure, PathsConfig, Stage1Config
 from ..errors import PodError, RktError, UsageError
+from ..net.dns import DnsConfig
+from ..net.netlist import NetList
 from ..paths import Paths
 from . import launch, names, poddir, stage1select, userns
 from .prepare import (
@@ -37,7 +39,7 @@ from .prepare import (
 )
 
 if TYPE_CHECKING:
-    from ..common.manifests import PodManifestDoc
+    from ..common.manifests import ImageManifestDoc, PodManifestDoc
     from ..fetch.images import FetchSettings
     from ..store import Store
 
@@ -69,7 +71,8 @@ class Caller(Protocol):
 class StartOptions:
     """How a prepared pod is started (run and run-prepared)."""
 
-    net: str = "host"
+    net: NetList = field(default_factory=NetList)
+    dns: DnsConfig = field(default_factory=DnsConfig)
     interactive: bool = False
     hostname: str = ""
     ipc: str = "auto"
@@ -245,7 +248,8 @@ def _private_users(path: Path) -> str | None:
 
 
 def stage1_args(caller: Caller, uuid: str, path: Path, start: StartOptions) -> tuple[str, ...]:
-    return launch.stage1_run_args(uuid, debug=caller.debug, net=start.net,
+    return launch.stage1_run_args(uuid, debug=caller.debug, net=str(start.net),
+                                  config=caller.config, dns_conf_mode=start.dns.conf_mode(),
                                   private_users=_private_users(path),
                                   interactive=start.interactive,
                                   hostname=start.hostname or None,
@@ -286,6 +290,43 @@ def _selinux_env() -> tuple[tuple[str, str], ...]:
     return ((selinux.ENV_CONTEXT, labels.process), (selinux.ENV_MOUNT_CONTEXT, labels.file))
 
 
+def check_networks(caller: Caller, path: Path, nets: NetList) -> None:
+    """The networks a pod is to start with exist and their plugins are there: refused before
+    the pod is in ``run`` (stage1 loads them again as it sets them up)."""
+    if not nets.contained:
+        return
+    from ..net import conf as netconf
+
+    tree = PodPaths(path).stage1_tree_id.read_text().strip()
+    dirs = netconf.net_dirs(caller.paths.tree(tree) / "rootfs", caller.config.system,
+                            caller.config.local)
+    chosen = netconf.select(nets, dirs, lambda _line: None)  # stage1 says these
+    netconf.check_plugins(chosen, netconf.plugin_path(caller.config.local / "net.d"))
+
+
+def _write_dns_files(path: Path, cfg: DnsConfig) -> None:
+    """rkt's stage0 resolv.conf and hosts of --dns* and --hosts-entry, for stage1 to use."""
+    from ..fsio import replace_file
+    from ..net import dns
+
+    pp = PodPaths(path)
+    if cfg.resolv_mode == "stage0":
+        replace_file(pp.stage0_resolv, dns.stage0_resolv(cfg))
+    if cfg.hosts_mode == "stage0":
+        replace_file(pp.stage0_hosts, dns.stage0_hosts(cfg))
+
+
+def _stop_post(caller: Caller, path: Path, s1_manifest: ImageManifestDoc) -> Path | None:
+    """The stage1's stop-post entrypoint in its tree, if it has one."""
+    rel = next((str(a.get("value")) for a in s1_manifest.get("annotations", []) or []
+                if a.get("name") == STOP_POST_ANNOTATION), None)
+    if not rel:
+        return None
+    tree = PodPaths(path).stage1_tree_id.read_text().strip()
+    entry = caller.paths.tree(tree) / "rootfs" / rel.lstrip("/")
+    return entry if entry.is_file() else None
+
+
 def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
           opts: StartOptions) -> int:
     """Start a pod that is in ``run/`` and whose shared 'running' lock ``lock_fd`` holds. In
@@ -295,11 +336,13 @@ def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
         s1_manifest = read_image_manifest(PodPaths(path).stage1_manifest)
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{uuid}": its stage1 manifest is unreadable: {e}') from None
+    _write_dns_files(path, opts.dns)
     lx = launch.Launch(uuid=uuid, poddir=path, entrypoint=entrypoint,
                        args=stage1_args(caller, uuid, path, opts),
                        interactive=opts.interactive,
                        env=(*entry_env().items(), *_selinux_env()),
-                       stage1_unit=stage1_unit(s1_manifest))
+                       stage1_unit=stage1_unit(s1_manifest),
+                       stop_post=_stop_post(caller, path, s1_manifest))
     if opts.detach:
         _detach(caller, lx, lock_fd)
         return 0
@@ -343,6 +386,7 @@ def run(caller: Caller, req: PodRequest, opts: StartOptions) -> tuple[str, int]:
     embryo = prep.embryo
     saved = None
     try:
+        check_networks(caller, embryo.path, opts.net)
         measure(caller, embryo.uuid, embryo.path, opts)  # TPM policy "require" may refuse
         saved = save_uuid(req.uuid_file, embryo.uuid)
         path = embryo.move("run")
@@ -371,6 +415,7 @@ def run_prepared(caller: Caller, pod: str, opts: StartOptions,
         raise PodError(f'pod "{ref.uuid}" has no readable manifest') from e
     if check is not None:
         check(len(apps))
+    check_networks(caller, ref.path, opts.net)
     measure(caller, ref.uuid, ref.path, opts)  # a refused pod stays prepared
     fd, path = poddir.lock_prepared(caller.paths, ref)
     poddir.share_lock_for_run(fd, path)

@@ -1,9 +1,11 @@
 """Entrypoints of the nspawn stage1 (the stage1 contract, reference §2.3).
 
 They run with the pod directory as working directory:
-  run:  [--debug] [--net=host|none] [--interactive] [--hostname=H] [...] UUID
+  run:  [--debug] [--net=LIST] [--local-config=DIR] [--system-config=DIR] [--interactive]
+        [--hostname=H] [...] UUID
   stop: [--force] UUID
   gc:   [--debug] [--local-config=DIR] UUID
+  stop-post: UUID   (the pod unit's ExecStopPost=: the pod's networks released)
 Imports are kept to the standard library plus our pure modules: this is on the pod start path.
 """
 
@@ -32,6 +34,7 @@ from ..errors import RktError
 from ..fsio import replace_file
 from ..host.cgroup import own_service
 from ..ids import machine_id, machine_name
+from ..net import dns, netlist
 from . import apps as appmod
 from . import units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
@@ -40,6 +43,7 @@ from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
 
 if TYPE_CHECKING:
     from ..common.manifests import ImageManifestDoc, RuntimeAppDoc, VolumeDoc
+    from ..net.setup import Attached
 
 RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "rkt/diag", "opt/stage2",
                  "etc/systemd/system")
@@ -170,10 +174,7 @@ def run(args: list[str]) -> int:
     opts, uuid = _opts(args)
     poddir = Path.cwd()
     debug = opts.get("debug") == "true"
-    net = opts.get("net", "host")
-    if net not in ("host", "none"):
-        raise RktError(f"network {net!r} is not supported by this stage1 yet",
-                       hint="use --net=host or --net=none")
+    nets = netlist.parse([opts["net"]] if "net" in opts else [])
     # --interactive: the app's stdio is the pod console when the caller has a terminal; with a
     # pipe or file instead (rkt #2414) the app reads it from a FIFO fed by a relay, then EOF.
     interactive = opts.get("interactive") == "true"
@@ -196,113 +197,245 @@ def run(args: list[str]) -> int:
     private_users = opts.get("private-users", "")
     if private_users:
         private_users = UidRange.parse(private_users).serialize()
-    mount.unshare_mounts()
-    if overlay:
-        ov = pp.overlay(s1tree)
-        mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work",
-                      root)
-    for d in RESERVED_DIRS:
-        (root / d).mkdir(parents=True, exist_ok=True)
-    _host_assets(root)
-
-    app_units: list[units.AppUnit] = []
-    apps_caps: list[tuple[str, ...]] = []
-    stdin_fifo: Path | None = None  # with stdin_stream: the (one) app's stdin FIFO
-    volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
-    for ra in pod.get("apps", []):
-        name = ra["name"]
-        tree = pp.app_tree_id(name).read_text().strip()
-        approot = pp.app_rootfs(name)
+    # the pod's networks, made in the machine's mount namespace (their namespace file must be
+    # visible there); nspawn is started inside that network namespace (by an open fd of it,
+    # whatever stage1 mounts later)
+    netns_fd, attached = (_networks(opts, nets, uuid, poddir,
+                                    data / "cas" / "tree" / s1tree / "rootfs")
+                          if nets.contained else (None, []))
+    # the machine's mount namespace, where the networks are released should nspawn not start
+    # (and, without systemd, after it ended): this process leaves it now
+    host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        mount.unshare_mounts()
         if overlay:
-            aov = pp.overlay(tree)
-            mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
-                          aov / "work" / name, approot)
-        for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
-            p = approot / d
-            if not os.path.lexists(p):
-                p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
-        mtab = approot / "etc" / "mtab"
-        if not os.path.lexists(mtab) and not mtab.parent.is_symlink():
-            os.symlink("../proc/self/mounts", mtab)  # as rkt's prepare-app
-        devices = _mount_volumes(poddir, approot, ra, volumes, mount)
-        if ra.get("readOnlyRootFS"):
-            # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
-            # were made; its volumes are mounts of their own and keep their own flags
-            if not overlay:  # a plain directory: made a mount of its own first
-                mount.bind(approot, approot, recursive=True)
-            mount.remount_readonly(approot)
-        manifest_bytes = pp.app_image_manifest(name).read_bytes()
-        (approot.parent / "manifest").write_bytes(manifest_bytes)
-        img_manifest = read_image_manifest(manifest_bytes)
-        isolators = _isolators(ra, img_manifest)
-        unit, env = _app_unit(ra, approot, img_manifest, interactive, isolators, relax,
-                              net == "none", devices)
-        apps_caps.append(app_capabilities(isolators))
-        if stdin_stream:  # --interactive takes exactly one app
-            unit = dataclasses.replace(unit, stdin_fifo=True)
-            stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
-            if not stdin_fifo.exists():
-                os.mkfifo(stdin_fifo, 0o600)
-        app_units.append(unit)
-        # what the reaper says should the program not start (systemd's 203), as rkt's
-        problem = exec_problem(approot, unit.argv[0])
-        diag = root / "rkt" / "diag" / name
-        if problem is not None:
-            _write(diag, problem + "\n")
+            ov = pp.overlay(s1tree)
+            mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work",
+                          root)
+        for d in RESERVED_DIRS:
+            (root / d).mkdir(parents=True, exist_ok=True)
+        _host_assets(root)
+        hostname = opts.get("hostname") or machine_name(uuid)
+        _write(root / "etc" / "hostname", hostname + "\n")
+        etc_files = _etc_files(opts, pp, root, hostname, attached)
+
+        app_units: list[units.AppUnit] = []
+        apps_caps: list[tuple[str, ...]] = []
+        stdin_fifo: Path | None = None  # with stdin_stream: the (one) app's stdin FIFO
+        volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
+        for ra in pod.get("apps", []):
+            name = ra["name"]
+            tree = pp.app_tree_id(name).read_text().strip()
+            approot = pp.app_rootfs(name)
+            if overlay:
+                aov = pp.overlay(tree)
+                mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
+                              aov / "work" / name, approot)
+            for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
+                p = approot / d
+                if not os.path.lexists(p):
+                    p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
+            mtab = approot / "etc" / "mtab"
+            if not os.path.lexists(mtab) and not mtab.parent.is_symlink():
+                os.symlink("../proc/self/mounts", mtab)  # as rkt's prepare-app
+            devices = _mount_volumes(poddir, approot, ra, volumes, mount)
+            etc_binds = _etc_binds(approot, etc_files)
+            if ra.get("readOnlyRootFS"):
+                # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
+                # were made; its volumes are mounts of their own and keep their own flags
+                if not overlay:  # a plain directory: made a mount of its own first
+                    mount.bind(approot, approot, recursive=True)
+                mount.remount_readonly(approot)
+            manifest_bytes = pp.app_image_manifest(name).read_bytes()
+            (approot.parent / "manifest").write_bytes(manifest_bytes)
+            img_manifest = read_image_manifest(manifest_bytes)
+            isolators = _isolators(ra, img_manifest)
+            unit, env = _app_unit(ra, approot, img_manifest, interactive, isolators, relax,
+                                  not nets.host, devices)
+            unit = dataclasses.replace(unit, confinement=(*unit.confinement, *etc_binds))
+            apps_caps.append(app_capabilities(isolators))
+            if stdin_stream:  # --interactive takes exactly one app
+                unit = dataclasses.replace(unit, stdin_fifo=True)
+                stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
+                if not stdin_fifo.exists():
+                    os.mkfifo(stdin_fifo, 0o600)
+            app_units.append(unit)
+            # what the reaper says should the program not start (systemd's 203), as rkt's
+            problem = exec_problem(approot, unit.argv[0])
+            diag = root / "rkt" / "diag" / name
+            if problem is not None:
+                _write(diag, problem + "\n")
+            else:
+                diag.unlink(missing_ok=True)
+            _write(root / "rkt" / "env" / name, units.env_file(env))
+            fifo = root / "rkt" / "iomux" / name
+            if not interactive and not fifo.exists():
+                os.mkfifo(fifo, 0o600)
+
+        for fname, text in units.pod_units(app_units).items():
+            _write(root / units.UNIT_DIR / fname, text)
+        _write(root / "rkt" / "apps", "".join(f"{a.name}\n" for a in app_units))
+        passwd, group = units.stage1_accounts(app_units)
+        _write(root / "etc" / "passwd", passwd)
+        _write(root / "etc" / "group", group)
+        _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
+
+        if stdin_fifo is not None:
+            from ..host.relay import start_stdin_relay
+
+            start_stdin_relay(stdin_fifo, (lock_fd,))
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)  # the relay alone reads the caller's input
+            os.close(null)
+        plan = NspawnPlan(uuid=uuid, root=str(root), hostname=hostname, interactive=interactive,
+                          register=_systemd_booted(),
+                          # in the pod's transient unit, or a unit whose ExecStart is rkt
+                          keep_unit=own_service() is not None,
+                          private_network=nets.none, debug=debug,
+                          capability_args=tuple(pod_capability_args(apps_caps, relax)),
+                          private_users=private_users,
+                          selinux_context=os.environ.get(selinux.ENV_CONTEXT, ""),
+                          selinux_mount_context=os.environ.get(selinux.ENV_MOUNT_CONTEXT, ""))
+        argv = nspawn_argv(plan)
+        ns_env = nspawn_env(debug, writable_api_vfs=relax.paths, ipc=ipc)
+        if "NOTIFY_SOCKET" in os.environ:  # --notify-ready=yes forwards the pod's READY=1 there
+            ns_env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
+        os.environ.clear()
+        if debug:
+            print("stage1: exec " + " ".join(argv), file=sys.stderr)
+        if not plan.register:
+            # No systemd manager (sysv init, runit, OpenRC, a plain container): stage1 stays as
+            # the pod's supervisor, with cgroups of its own and nothing left on the host; it
+            # keeps the lock ("running") until they are gone. "ppid" names nspawn then.
+            from . import standalone
+
+            return standalone.run(argv, ns_env, uuid, poddir,
+                                  lambda pid: _write(pp.ppid, f"{pid}\n"),
+                                  before_exit=lambda: _net_down(poddir, uuid, host_mnt),
+                                  netns_fd=netns_fd)
+        # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
+        # nspawn in place, so that is us.
+        _write(pp.ppid, f"{os.getpid()}\n")
+        del lock_fd  # stays open (inheritable) across exec: the pod is running while nspawn lives
+        if netns_fd is not None:  # nspawn inherits the pod's network namespace (as in rkt)
+            from ..host.netns import join
+
+            join(netns_fd)
+        os.execve(argv[0], argv, ns_env)
+        return 1  # not reached
+    except BaseException:
+        if netns_fd is not None:  # nspawn never ran: nothing may keep the networks
+            _net_down(poddir, uuid, host_mnt)
+        raise
+
+
+def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, poddir: Path,
+              stage1_rootfs: Path) -> tuple[int, list[Attached]]:
+    """Set the pod's CNI networks up; returns an fd of its namespace and the networks with
+    their results."""
+    from ..net import conf as netconf
+    from ..net import setup as netsetup
+
+    def warn(line: str) -> None:
+        print(f"stage1: {line}", file=sys.stderr)
+
+    dirs = netconf.net_dirs(stage1_rootfs, *(Path(opts[k]) if opts.get(k) else None
+                                             for k in ("system-config", "local-config")))
+    chosen = netconf.select(nets, dirs, warn)
+    local = Path(opts.get("local-config") or "/etc/rkt") / "net.d"
+    path, attached = netsetup.setup(poddir, uuid, chosen, netconf.plugin_path(local))
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    return fd, attached
+
+
+@dataclasses.dataclass(frozen=True)
+class EtcFile:
+    """A file of the stage1 bound onto a path of every app by the app's unit (BindPaths=: the
+    app's own mount namespace, so nothing is mounted below the app's rootfs beforehand, which
+    nspawn's idmapped --private-users root could not take)."""
+
+    source: str  # in the stage1
+    target: str  # in the app
+    only_if_absent: bool = False
+    read_only: bool = False
+
+
+def _etc_files(opts: dict[str, str], pp: PodPaths, root: Path, hostname: str,
+               attached: list[Attached]) -> list[EtcFile]:
+    """resolv.conf, hosts and hostname of every app, as rkt's stage1 and prepare-app made them
+    (net/dns.py: the modes). The machine's files (``host`` modes) are copied at start: a bind
+    of them would be a mount below the stage1 root."""
+    resolv_mode, hosts_mode = dns.parse_conf_mode(opts.get("dns-conf-mode", ""))
+    etc = root / "etc"
+    files = [EtcFile("/etc/hostname", "/etc/hostname")]
+    resolv = etc / "rkt-resolv.conf"
+    resolv_text = None
+    if resolv_mode == "host":
+        resolv_text = Path("/etc/resolv.conf").read_text()
+    elif resolv_mode == "stage0":
+        resolv_text = pp.stage0_resolv.read_text()
+    elif resolv_mode == "default" and any(a.result.dns for a in attached):
+        first = next(a for a in attached if a.result.dns)
+        d = first.result.dns
+        resolv_text = dns.resolv_conf(d.nameservers, d.search, d.options, d.domain,
+                                      f"Generated by rkt from network {first.net.conf.name}")
+    if resolv_text is not None:
+        _write(resolv, resolv_text)
+        files.append(EtcFile("/etc/rkt-resolv.conf", "/etc/resolv.conf",
+                             read_only=resolv_mode == "host"))
+    if hosts_mode == "host":
+        _write(etc / "rkt-hosts", Path("/etc/hosts").read_text())
+        files.append(EtcFile("/etc/rkt-hosts", "/etc/hosts", read_only=True))
+    elif hosts_mode == "stage0":
+        _write(etc / "rkt-hosts",
+               dns.add_hosts_entry(pp.stage0_hosts.read_text(), "127.0.0.1", hostname))
+        files.append(EtcFile("/etc/rkt-hosts", "/etc/hosts"))
+    else:
+        _write(etc / "hosts-fallback",
+               dns.add_hosts_entry(dns.HOSTS_FALLBACK, "127.0.0.1", hostname))
+        files.append(EtcFile("/etc/hosts-fallback", "/etc/hosts", only_if_absent=True))
+    return files
+
+
+def _etc_binds(approot: Path, files: list[EtcFile]) -> list[str]:
+    """The app unit's bind lines; each target made first (the rootfs may become read-only)."""
+    lines = []
+    for f in files:
+        target = safe_target(approot, f.target)
+        if target.exists():
+            if f.only_if_absent:
+                continue
         else:
-            diag.unlink(missing_ok=True)
-        _write(root / "rkt" / "env" / name, units.env_file(env))
-        fifo = root / "rkt" / "iomux" / name
-        if not interactive and not fifo.exists():
-            os.mkfifo(fifo, 0o600)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch(mode=0o644)
+        inside = "/" + str(target.relative_to(approot))
+        lines.append(f"{'BindReadOnlyPaths' if f.read_only else 'BindPaths'}="
+                     f"{f.source}:{inside}")
+    return lines
 
-    for fname, text in units.pod_units(app_units).items():
-        _write(root / units.UNIT_DIR / fname, text)
-    _write(root / "rkt" / "apps", "".join(f"{a.name}\n" for a in app_units))
-    passwd, group = units.stage1_accounts(app_units)
-    _write(root / "etc" / "passwd", passwd)
-    _write(root / "etc" / "group", group)
-    hostname = opts.get("hostname") or machine_name(uuid)
-    _write(root / "etc" / "hostname", hostname + "\n")
-    _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
 
-    if stdin_fifo is not None:
-        from ..host.relay import start_stdin_relay
+def _net_down(poddir: Path, uuid: str, host_mnt: int | None = None) -> None:
+    """Release the pod's networks (nothing to do for a pod without any). ``host_mnt``: the
+    machine's mount namespace, for a caller that left it (the namespace file is unbound there)."""
+    from ..net import setup as netsetup
 
-        start_stdin_relay(stdin_fifo, (lock_fd,))
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)  # the relay alone reads the caller's input
-        os.close(null)
-    plan = NspawnPlan(uuid=uuid, root=str(root), hostname=hostname, interactive=interactive,
-                      register=_systemd_booted(),
-                      # in the pod's transient unit, or a unit whose ExecStart is rkt
-                      keep_unit=own_service() is not None,
-                      private_network=(net == "none"), debug=debug,
-                      capability_args=tuple(pod_capability_args(apps_caps, relax)),
-                      private_users=private_users,
-                      selinux_context=os.environ.get(selinux.ENV_CONTEXT, ""),
-                      selinux_mount_context=os.environ.get(selinux.ENV_MOUNT_CONTEXT, ""))
-    argv = nspawn_argv(plan)
-    ns_env = nspawn_env(debug, writable_api_vfs=relax.paths, ipc=ipc)
-    if "NOTIFY_SOCKET" in os.environ:  # --notify-ready=yes forwards the pod's READY=1 there
-        ns_env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
-    os.environ.clear()
-    if debug:
-        print("stage1: exec " + " ".join(argv), file=sys.stderr)
-    if not plan.register:
-        # No systemd manager (sysv init, runit, OpenRC, a plain container): stage1 stays as
-        # the pod's supervisor, with cgroups of its own and nothing left on the host; it
-        # keeps the lock ("running") until they are gone. "ppid" names nspawn then.
-        from . import standalone
+    if not PodPaths(poddir).netns.exists() and not PodPaths(poddir).net_dir.exists():
+        return
+    if host_mnt is None:
+        netsetup.teardown(poddir, uuid)
+        return
+    from ..host.mount import call_in_mount_ns
 
-        return standalone.run(argv, ns_env, uuid, poddir,
-                              lambda pid: _write(pp.ppid, f"{pid}\n"))
-    # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
-    # nspawn in place, so that is us.
-    _write(pp.ppid, f"{os.getpid()}\n")
-    del lock_fd  # stays open (inheritable) across exec: the pod is running while nspawn lives
-    os.execve(argv[0], argv, ns_env)
-    return 1  # not reached
+    why = call_in_mount_ns(host_mnt, lambda: netsetup.teardown(poddir, uuid))
+    if why is not None:
+        print(f"stage1: releasing the pod's networks: {why}", file=sys.stderr)
+
+
+def stop_post(args: list[str]) -> int:
+    """ExecStopPost= of the pod unit: the pod ended (however), its networks go now."""
+    uuid = _opts(args)[1]
+    _net_down(Path.cwd(), uuid)
+    return 0
 
 
 def stop(args: list[str]) -> int:
@@ -344,6 +477,8 @@ def gc(args: list[str]) -> int:
             journal.unlink()
     elif journal.is_dir():
         shutil.rmtree(journal)
+    # networks of a pod that was killed before its ExecStopPost, or whose machine rebooted
+    _net_down(Path.cwd(), uuid)
     # a pod run without systemd whose supervising stage1 was killed: its cgroups remain
     from .standalone import gc as standalone_gc
 
@@ -361,7 +496,8 @@ def enter(args: list[str]) -> int:
 
 def main(verb: str, args: list[str]) -> int:
     try:
-        return {"init": run, "stop": stop, "gc": gc, "enter": enter}[verb](args)
+        return {"init": run, "stop": stop, "gc": gc, "enter": enter,
+                "stop-post": stop_post}[verb](args)
     except RktError as e:
         print(f"stage1: {e}", file=sys.stderr)
         return 254

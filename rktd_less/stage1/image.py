@@ -28,7 +28,7 @@ from ..common.contract import PYTHON_ENV, stage1_file_name, stage1_image_name
 from ..common.platform import host_arch
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-ENTRYPOINTS = ("init", "stop", "gc", "enter")
+ENTRYPOINTS = ("init", "stop", "gc", "enter", "stop-post")
 _DIRS = ("usr", "proc", "sys", "dev", "run", "tmp", "var/log/journal", "rkt/status", "rkt/env",
          "rkt/iomux", "opt/stage2", "etc/systemd/system")
 _LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64",

@@ -123,7 +123,8 @@ def should_forward(signo: int, si_code: int) -> bool:
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], uuid: str, poddir: Path,
-        started: Callable[[int], None]) -> int:
+        started: Callable[[int], None],
+        before_exit: Callable[[], None] | None = None, netns_fd: int | None = None) -> int:
     """Run nspawn ``argv`` supervised (see the module docstring). ``started(pid)`` records
     nspawn's pid (the ``ppid`` file). Returns nspawn's exit status; if nspawn was killed by
     a signal, this process ends by the same signal once everything is cleaned up."""
@@ -138,10 +139,12 @@ def run(argv: Sequence[str], env: Mapping[str, str], uuid: str, poddir: Path,
     supervise.block((*FORWARDED, signal.SIGCHLD))
     cgroups_standalone.make(dirs)
     try:
-        pid = supervise.spawn_in_cgroups(argv, env, dirs)
+        pid = supervise.spawn_in_cgroups(argv, env, dirs, netns_fd=netns_fd)
         started(pid)
         code = supervise.wait_forwarding(pid, FORWARDED, should_forward,
                                          lambda: is_ready(poddir))
     finally:
         cgroups_standalone.destroy(dirs)
+        if before_exit is not None:  # what the pod held outside (its networks) goes with it
+            before_exit()
     return supervise.die_like(code)

@@ -129,7 +129,7 @@ def test_run_needs_root(env: Rkt) -> None:
 
 
 def test_bad_flags(env: Rkt) -> None:
-    _one_line_254(env("run", "--net=bogus", "x.aci", check=False), "run", "bogus")
+    _one_line_254(env("run", "--net=bogus:a:b", "x.aci", check=False), "run", "bogus")
     _one_line_254(env("list", "--format=yaml", check=False), "list", "yaml")
     _one_line_254(env("gc", "--grace-period=10", check=False), "gc", "duration")
     _one_line_254(env("frobnicate", check=False), "rkt", "unknown command")

@@ -22,7 +22,7 @@ def test_single_image_with_exec_and_args() -> None:
 def test_two_images_separated_by_triple_dash() -> None:
     r = parse_run(SPEC, ["--net=none", "img1", "--exec=/bin/true", "--", "a", "---",
                          "img2", "--name", "second", "--exec", "/bin/sh", "--", "-c", "exit 3"])
-    assert r.pod["net"] == "none"
+    assert r.pod["net"] == ["none"]
     assert [a.image for a in r.apps] == ["img1", "img2"]
     assert r.apps[0].args == ("a",)
     assert r.apps[1].name == "second"

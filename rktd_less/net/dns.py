@@ -1,0 +1,151 @@
+"""rkt's ``--dns*`` and ``--hosts-entry`` flags and the files they make (pure; rkt's
+``rkt/run.go parseDNSFlags``, ``common/resolv_conf.go``, ``stage0/run.go``, stage1 init).
+
+The modes reach stage1 as rkt's ``--dns-conf-mode=resolv=X,hosts=Y``:
+- resolv: ``host`` (the machine's /etc/resolv.conf, read-only), ``stage0`` (the flags' file),
+  ``none`` (the image's own file, even if a network has DNS), ``default`` (a network's DNS if
+  one has some, else the image's file).
+- hosts: ``host`` (the machine's /etc/hosts, read-only), ``stage0`` (rkt's fallback plus the
+  flags' entries), ``default`` (the image's /etc/hosts, else the fallback). The pod's hostname
+  is added to the 127.0.0.1 line of the files rkt writes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..errors import UsageError
+
+# rkt's stage1 etc/hosts-fallback
+HOSTS_FALLBACK = """\
+# This is the default rkt /etc/hosts
+127.0.0.1 localhost localhost.domain localhost4 localhost4.localdomain4
+
+::1 ip6-localhost ip6-loopback localhost6 localhost6.localdomain6
+fe00::0 ip6-localnet
+ff00::0 ip6-mcastprefix
+ff02::1 ip6-allnodes
+ff02::2 ip6-allrouters
+ff02::3 ip6-allhosts
+"""
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    resolv_mode: str = "default"
+    hosts_mode: str = "default"
+    nameservers: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    domain: str = ""
+    hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()  # IP -> names, in the flags' order
+
+    def conf_mode(self) -> str:
+        """stage1's ``--dns-conf-mode`` value."""
+        return f"resolv={self.resolv_mode},hosts={self.hosts_mode}"
+
+
+def _ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse(dns: Sequence[str], search: Sequence[str], opts: Sequence[str], domain: str,
+          hosts_entries: Sequence[str]) -> DnsConfig:
+    """The flags, checked with rkt's messages."""
+    resolv = "default"
+    servers: list[str] = []
+    for d in dns:
+        if d in ("host", "none"):
+            if len(dns) > 1:
+                raise UsageError(f"no other --dns options allowed when --dns={d} is passed")
+            resolv = d
+            break
+        for ip in d.split(","):
+            if not _ip(ip):
+                raise UsageError(f"Invalid IP passed to --dns: {ip}")
+            servers.append(ip)
+    if servers or search or opts or domain:
+        if resolv == "default":
+            resolv = "stage0"
+        if resolv != "stage0":
+            raise UsageError("Cannot call --dns-opt, --dns-search, or --dns-domain with "
+                             f"--dns={resolv}")
+    hosts_mode = "default"
+    entries: dict[str, list[str]] = {}
+    for entry in hosts_entries:
+        if entry == "host":
+            hosts_mode = "host"
+            continue
+        for part in entry.split(","):
+            ip, eq, name = part.partition("=")
+            if not eq:
+                raise UsageError(f"Did not understand --hosts-entry {part}",
+                                 hint="--hosts-entry=IP=HOSTNAME or --hosts-entry=host")
+            if not _ip(ip):
+                raise UsageError(f"Invalid IP passed to --hosts-entry: {ip}")
+            entries.setdefault(ip, []).append(name)
+    if entries:
+        if hosts_mode == "host":
+            raise UsageError("cannot pass --hosts-entry=host with multiple hosts-entries")
+        hosts_mode = "stage0"
+    return DnsConfig(resolv_mode=resolv, hosts_mode=hosts_mode, nameservers=tuple(servers),
+                     search=tuple(search), options=tuple(opts), domain=domain,
+                     hosts=tuple((ip, tuple(names)) for ip, names in entries.items()))
+
+
+def parse_conf_mode(text: str) -> tuple[str, str]:
+    """stage1's side of ``--dns-conf-mode=resolv=X,hosts=Y``."""
+    modes = {"resolv": "default", "hosts": "default"}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in modes:
+            raise UsageError(f"invalid --dns-conf-mode {text!r}")
+        modes[key] = value
+    return modes["resolv"], modes["hosts"]
+
+
+def resolv_conf(nameservers: Iterable[str], search: Sequence[str], options: Sequence[str],
+                domain: str, comment: str) -> str:
+    """rkt's ``MakeResolvConf``."""
+    text = f"# {comment}\n\n" if comment else ""
+    if search:
+        text += f"search {' '.join(search)}\n"
+    for ns in nameservers:
+        text += f"nameserver {ns}\n"
+    if options:
+        text += f"options {' '.join(options)}\n"
+    if domain:
+        text += f"domain {domain}\n"
+    return text
+
+
+def stage0_resolv(cfg: DnsConfig) -> str:
+    return resolv_conf(cfg.nameservers, cfg.search, cfg.options, cfg.domain,
+                       "Generated by rkt run")
+
+
+def stage0_hosts(cfg: DnsConfig, fallback: str = HOSTS_FALLBACK) -> str:
+    text = fallback + "\n\n# Added by rkt run --hosts-entry\n"
+    return text + "".join(f"{ip} {' '.join(names)}\n" for ip, names in cfg.hosts)
+
+
+def add_hosts_entry(text: str, ip: str, hostname: str) -> str:
+    """rkt's ``AddHostsEntry``: ``hostname`` appended to the first line of ``ip``, or a new
+    line."""
+    out, found = [], False
+    for line in text.splitlines():
+        words = line.split()
+        if not found and words and words[0] == ip:
+            found = True
+            out.append(f"{line} {hostname}")
+        else:
+            out.append(line)
+    if not found:
+        out.append(f"{ip}\t{hostname}")
+    return "\n".join(out) + "\n"
