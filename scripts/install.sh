@@ -16,7 +16,9 @@ apt-get update -qq
 # python3-systemd python3-pyroute2 python3-gnupg python3-aiohttp python3-zstandard: our
 # dependencies as Debian 12 ships them (the .deb depends on them; the venv below sees them
 # through --system-site-packages, so every test runs against these versions);
-# util-linux: unshare/nsenter;
+# util-linux: unshare/nsenter; containernetworking-plugins iptables: pod networks (CNI plugins
+# in /usr/lib/cni; ipMasq and port forwarding rules); iproute2: the network tests' checks;
+# curl: the network tests' client (busybox-static's wget crashes here);
 # docker-registry skopeo apache2-utils (htpasswd): the docker:// fetch tests' loopback registry;
 # gpg gpg-agent: signature checks (python-gnupg runs gpg) and the tests' signing keys;
 # ca-certificates: HTTPS fetches; openssl zstd: the tests' certificates and zstd layers.
@@ -24,6 +26,7 @@ apt-get update -qq
 # software TPM and an independent PCR reader.
 apt-get install -y -qq systemd systemd-container dbus busybox-static \
     gcc libc6-dev python3-venv util-linux tar gzip bzip2 xz-utils \
+    containernetworking-plugins iptables iproute2 curl \
     python3-dbus-next python3-systemd python3-pyroute2 python3-gnupg python3-aiohttp \
     python3-zstandard \
     docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd \

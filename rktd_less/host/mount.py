@@ -111,21 +111,20 @@ def run_over_overlay(lower: list[Path], target: Path, argv: list[str]) -> int:
 
 
 
-def call_in_mount_ns(ns_fd: int, fn: Callable[[], None]) -> str | None:
-    """Run ``fn`` in a forked child that first joins the mount namespace ``ns_fd`` (the
-    machine's, kept open before :func:`unshare_mounts`): what a process that left it must
-    still undo there. Returns the child's error message, or None."""
+def in_child(fn: Callable[[], None]) -> str | None:
+    """Run ``fn`` in a forked child (namespace changes that must not touch this process);
+    returns the child's error message, or None when it succeeded."""
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child
+    if pid == 0:  # child: report and never return into the caller's stack
         code = 1
         try:
             os.close(r)
-            _check(_libc.setns(ns_fd, CLONE_NEWNS), "join the machine's mount namespace")
             fn()
             code = 0
         except BaseException as e:
-            os.write(w, (getattr(e, "message", None) or str(e)).encode()[:2000])
+            os.write(w, (getattr(e, "message", None) or str(e) or type(e).__name__)
+                     .encode()[:2000])
         finally:
             os._exit(code)
     os.close(w)
@@ -133,3 +132,15 @@ def call_in_mount_ns(ns_fd: int, fn: Callable[[], None]) -> str | None:
         why = f.read().decode(errors="replace")
     _pid, status = os.waitpid(pid, 0)
     return None if os.waitstatus_to_exitcode(status) == 0 else (why or "failed")
+
+
+def call_in_mount_ns(ns_fd: int, fn: Callable[[], None]) -> str | None:
+    """Run ``fn`` in a child that first joins the mount namespace ``ns_fd`` (the machine's,
+    kept open before :func:`unshare_mounts`): what a process that left it must still undo
+    there. Returns the child's error message, or None."""
+
+    def joined() -> None:
+        _check(_libc.setns(ns_fd, CLONE_NEWNS), "join the machine's mount namespace")
+        fn()
+
+    return in_child(joined)

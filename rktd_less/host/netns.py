@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import RktError
-from .mount import MS_BIND, MS_REC, MS_SHARED, _check, _libc, mount, umount
+from .mount import MS_BIND, MS_REC, MS_SHARED, _check, _libc, in_child, mount, umount
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
@@ -57,30 +57,16 @@ def create(name: str) -> Path:
     path = NETNS_DIR / name
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
     os.close(fd)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: only libc calls, then _exit
-        code = 1
-        try:
-            os.close(r)
-            if _libc.unshare(CLONE_NEWNET) == 0:
-                _loopback_up()
-                mount("/proc/self/ns/net", path, None, MS_BIND)
-                code = 0
-            else:
-                os.write(w, b"unshare")
-        except BaseException as e:
-            with contextlib.suppress(BaseException):
-                os.write(w, str(e).encode()[:200])
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        why = f.read().decode(errors="replace")
-    _pid, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+
+    def make() -> None:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        _loopback_up()
+        mount("/proc/self/ns/net", path, None, MS_BIND)
+
+    why = in_child(make)
+    if why is not None:
         path.unlink(missing_ok=True)
-        raise RktError(f"cannot create network namespace {path}: {why or 'failed'}")
+        raise RktError(f"cannot create network namespace {path}: {why}")
     return path
 
 

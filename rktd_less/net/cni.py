@@ -99,6 +99,15 @@ def plugin_error(stdout: bytes, stderr: bytes, code: int) -> str:
     return lines[-1] if lines else f"exit status {code}"
 
 
+def cni_args(args: str) -> str:
+    """``CNI_ARGS``: the ``--net`` arguments, with ``IgnoreUnknown=1`` first (as container
+    runtimes pass them): the args reach the main plugin and its IPAM plugin alike, and a
+    bridge plugin refused the IPAM's ``IP=`` otherwise (rkt passed them bare)."""
+    if not args or any(a.split("=")[0] == "IgnoreUnknown" for a in args.split(";")):
+        return args
+    return f"IgnoreUnknown=1;{args}"
+
+
 def plugin_env(command: str, pod: str, netns: str, net: PodNet,
                search: Sequence[str]) -> dict[str, str]:
     return proc.clean_env({
@@ -106,7 +115,7 @@ def plugin_env(command: str, pod: str, netns: str, net: PodNet,
         "CNI_CONTAINERID": pod,
         "CNI_NETNS": netns,
         "CNI_IFNAME": net.ifname,
-        "CNI_ARGS": net.args,
+        "CNI_ARGS": cni_args(net.args),
         "CNI_PATH": ":".join(search),
     })
 

@@ -396,7 +396,28 @@ def run(caller: Caller, req: PodRequest, opts: StartOptions) -> tuple[str, int]:
         if saved is not None:
             saved.unlink(missing_ok=True)
         raise
-    return embryo.uuid, start(caller, embryo.uuid, path, embryo.fd, prep.entrypoint, opts)
+    status = start(caller, embryo.uuid, path, embryo.fd, prep.entrypoint, opts)
+    if status and not PodPaths(path).ppid.exists():
+        # stage1 failed before the pod existed (its networks, its mounts: it said why and
+        # undid them): like a failed prepare, nothing of it is left
+        discard_unstarted(caller, path, embryo.uuid, req.pod_name)
+        if saved is not None:
+            saved.unlink(missing_ok=True)
+    return embryo.uuid, status
+
+
+def discard_unstarted(caller: Caller, path: Path, uuid: str, pod_name: str) -> None:
+    """Remove a pod whose stage1 ended before starting nspawn, if nothing holds it."""
+    from ..fsio import try_lock
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if not try_lock(fd):
+            return
+        shutil.rmtree(path, ignore_errors=True)
+        names.release(caller.paths, uuid, pod_name or None)
+    finally:
+        os.close(fd)
 
 
 def run_prepared(caller: Caller, pod: str, opts: StartOptions,

@@ -205,3 +205,24 @@ def test_gc_after_the_supervisor_was_killed(env: Rkt, aci: Path, before: Snapsho
         for f in (p.stdout, p.stderr):
             if f is not None:
                 f.close()
+
+
+def test_default_network_without_systemd(env: Rkt, aci: Path, before: Snapshot) -> None:
+    """The default network works where no systemd runs (host-tier.sh gives the tier a network
+    namespace of its own): the pod gets its address, and when it ends its supervising stage1
+    releases it (no netns, no lease, no rule), as the pod unit's ExecStopPost does elsewhere."""
+    uf = env.uuid_file()
+    cp = env(INSECURE, "run", f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh", "--",
+             "-c", "ip -4 -o addr show eth0", check=False, timeout=60)
+    uuid = uf.read_text()
+    assert cp.returncode == 0 and "inet 172.16.28." in cp.stdout, (cp.stdout, cp.stderr)
+    assert "networks=default:ip4=172.16.28." in env("status", uuid).stdout
+    assert list(Path("/run/netns").iterdir()) == []
+    leases = [p for p in Path("/var/lib/cni/networks").glob("*/*")
+              if p.name != "lock" and not p.name.startswith("last_reserved_ip")]
+    assert leases == []
+    nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "CNI-" not in nat, nat
+    env("gc", "--grace-period=0s")
+    assert_nothing_left(before, uuid)

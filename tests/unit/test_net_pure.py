@@ -121,3 +121,9 @@ def test_plugin_errors_as_cni_reports_them() -> None:
     assert cni.plugin_error(b"", b"", 3) == "exit status 3"
     assert cni.has_prev_result("0.4.0") and cni.has_prev_result("1.0.0")
     assert not cni.has_prev_result("0.3.1")
+
+
+def test_cni_args_ignore_unknown_first() -> None:
+    assert cni.cni_args("") == ""
+    assert cni.cni_args("IP=10.1.2.3") == "IgnoreUnknown=1;IP=10.1.2.3"
+    assert cni.cni_args("IgnoreUnknown=0;IP=1.2.3.4") == "IgnoreUnknown=0;IP=1.2.3.4"

@@ -1,0 +1,324 @@
+"""Pod networks with the real CNI plugins, in the test bed (its own network namespace): rkt's
+default and default-restricted networks, a named bridge network with a fixed IP, several
+networks at once, DNS and hosts files, list/status/machinectl, concurrent pods, and a census of
+everything a network can leave on the machine, identical before and after each way a pod ends.
+
+Traffic goes only to addresses inside the bed: the pods, the bed itself, and a "world"
+namespace the tests make (203.0.113.0/24, TEST-NET-3), reachable from pods only through
+masquerading (it has no route back to the pods' subnets)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.aci import build_aci
+from tests.integration.rktenv import Rkt, destroy, new_env, wait_for
+
+pytestmark = pytest.mark.integration
+INSECURE = "--insecure-options=image"
+BRIDGE = "rkttestbr0"
+
+
+def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=60)
+
+
+def census() -> dict[str, object]:
+    """What a pod's networks could leave behind: namespaces, leases, rules, links."""
+    leases = sorted(str(p) for p in Path("/var/lib/cni/networks").glob("*/*")
+                    if p.name not in ("lock",) and not p.name.startswith("last_reserved_ip"))
+    netns = sorted(p.name for p in Path("/run/netns").glob("*")) if Path("/run/netns").is_dir() \
+        else []
+    rules = {t: run("iptables", "-t", t, "-S").stdout for t in ("filter", "nat", "mangle", "raw")}
+    links = sorted(line.split(":")[1].split("@")[0].strip()
+                   for line in run("ip", "-o", "link").stdout.splitlines())
+    mounts = sorted(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if " /run/netns/" in line)
+    return {"leases": leases, "netns": netns, "rules": rules, "links": links, "mounts": mounts}
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Rkt]:
+    e = new_env("net")
+    yield e
+    destroy(e)
+    run("ip", "link", "del", BRIDGE, check=False)
+
+
+@pytest.fixture(scope="module")
+def aci(env: Rkt) -> Path:
+    return build_aci(env.work / "busybox.aci", name="example.com/busybox", version="1.0",
+                     exec_=("/bin/sh", "-c", "ip -4 -o addr show"))
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[str]:
+    """A namespace outside the pods' networks with a TCP echo-ish listener on port 7000."""
+    run("ip", "netns", "add", "rkttestworld")
+    try:
+        run("ip", "link", "add", "rktw0", "type", "veth", "peer", "name", "rktw1")
+        run("ip", "link", "set", "rktw1", "netns", "rkttestworld")
+        run("ip", "addr", "add", "203.0.113.1/24", "dev", "rktw0")
+        run("ip", "link", "set", "rktw0", "up")
+        w = ("ip", "netns", "exec", "rkttestworld")
+        run(*w, "ip", "addr", "add", "203.0.113.2/24", "dev", "rktw1")
+        run(*w, "ip", "link", "set", "rktw1", "up")
+        run(*w, "ip", "link", "set", "lo", "up")
+        yield "203.0.113.2"
+    finally:
+        run("ip", "netns", "del", "rkttestworld", check=False)
+        run("ip", "link", "del", "rktw0", check=False)
+
+
+def _listener(host: str, port: int, netns: str | None = None) -> subprocess.Popen[str]:
+    """A one-line-per-connection server printing what it received and who sent it."""
+    code = ("import socket,sys\n"
+            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"s.bind(({host!r},{port})); s.listen(8); print('ready', flush=True)\n"
+            "while True:\n"
+            "    c,a=s.accept(); d=c.recv(100); c.sendall(b'pong\\n')\n"
+            "    print(a[0], d.decode().strip(), flush=True); c.close()\n")
+    pre = ["ip", "netns", "exec", netns] if netns else []
+    p = subprocess.Popen([*pre, "python3", "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
+
+
+def _stop(p: subprocess.Popen[str]) -> str:
+    p.terminate()
+    out, _ = p.communicate(timeout=10)
+    return out
+
+
+def _pod_sh(env: Rkt, aci: Path, script: str, *flags: str, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+    return env("run", INSECURE, *flags, str(aci), "--exec", "/bin/sh", "--", "-c", script,
+               check=check)
+
+
+def test_default_network_both_ways_and_outside_through_masquerade(
+        env: Rkt, aci: Path, world: str) -> None:
+    before = census()
+    host = _listener("0.0.0.0", 7001)
+    outside = _listener("0.0.0.0", 7000, netns="rkttestworld")
+    try:
+        cp = _pod_sh(env, aci, "ip -4 -o addr show eth0; ip route; "
+                     "echo to-host | nc 172.16.28.1 7001; "
+                     f"echo to-world | nc {world} 7000")
+    finally:
+        got_host, got_world = _stop(host), _stop(outside)
+    m = re.search(r"eth0\s+inet (172\.16\.28\.\d+)/24", cp.stdout)
+    assert m, cp.stdout
+    pod_ip = m.group(1)
+    assert "default via 172.16.28.1" in cp.stdout
+    assert cp.stdout.count("pong") == 2, cp.stdout
+    assert f"{pod_ip} to-host" in got_host
+    # the world has no route to 172.16.28.0/24: it saw the bed's address (masquerade)
+    assert "203.0.113.1 to-world" in got_world, got_world
+    assert census() == before
+
+
+def test_host_reaches_the_pod_and_list_status_machinectl_show_it(env: Rkt, aci: Path) -> None:
+    before = census()
+    uf = env.uuid_file()
+    env("run", INSECURE, "--detach", f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh",
+        "--", "-c", "while true; do echo hello-from-pod | nc -l -p 8080; done")
+    uuid = uf.read_text().strip()
+    try:
+        status = env("status", uuid).stdout
+        m = re.search(r"^networks=default:ip4=(172\.16\.28\.\d+)$", status, re.M)
+        assert m, status
+        ip = m.group(1)
+        row = next(ln for ln in env("list").stdout.splitlines() if ln.startswith(uuid[:8]))
+        assert f"default:ip4={ip}" in row.split("\t"), row
+        pod = next(p for p in json.loads(env("list", "--format=json").stdout)
+                   if p["name"] == uuid)
+        assert pod["networks"] == [{"netName": "default", "netConf": pod["networks"][0]["netConf"],
+                                    "pluginPath": "/usr/lib/cni/ptp", "ifName": "eth0",
+                                    "ip": ip, "args": "", "mask": "255.255.255.0"}]
+        assert wait_for(lambda: ip in run("machinectl", "list", "--no-legend").stdout, 10), \
+            run("machinectl", "list").stdout
+        assert wait_for(lambda: _fetch(ip, 8080) == "hello-from-pod", 10)
+        assert (Path("/run/netns") / f"rkt-{uuid}").exists()
+    finally:
+        env("stop", uuid)
+        env("status", "--wait=30s", uuid)
+    assert wait_for(lambda: census() == before, 10), (census(), before)
+    # an exited pod still shows the networks it had, as rkt's list did
+    assert f"networks=default:ip4={ip}" in env("status", uuid).stdout
+
+
+def _fetch(ip: str, port: int) -> str:
+    try:
+        with socket.create_connection((ip, port), timeout=2) as s:
+            return s.recv(100).decode().strip()
+    except OSError:
+        return ""
+
+
+def test_killed_pod_then_gc_leaves_nothing(env: Rkt, aci: Path) -> None:
+    before = census()
+    uf = env.uuid_file()
+    env("run", INSECURE, "--detach", f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sleep",
+        "--", "600")
+    uuid = uf.read_text().strip()
+    assert census() != before
+    run("systemctl", "kill", "--signal=SIGKILL", f"rkt-{uuid}.service")
+    env("status", "--wait=30s", uuid)
+    env("gc", "--grace-period=0s")
+    assert census() == before
+
+
+def test_default_restricted_reaches_only_the_host(env: Rkt, aci: Path, world: str) -> None:
+    before = census()
+    host = _listener("0.0.0.0", 7002)
+    try:
+        cp = _pod_sh(env, aci, "ip -4 -o addr show eth0; ip route; "
+                     "echo r | nc -w 2 172.31.0.1 7002; "
+                     f"echo r | nc -w 2 {world} 7000 || echo world-unreachable",
+                     "--net=default-restricted")
+    finally:
+        _stop(host)
+    assert re.search(r"eth0\s+inet 172\.31\.\d+\.\d+/16", cp.stdout), cp.stdout
+    assert "default via" not in cp.stdout
+    assert "pong" in cp.stdout and "world-unreachable" in cp.stdout, cp.stdout
+    assert census() == before
+
+
+def _bridge_conf(env: Rkt, dns: bool = False) -> None:
+    d = env.local_config / "net.d"
+    d.mkdir(parents=True, exist_ok=True)
+    conf = {"cniVersion": "0.4.0", "name": "br-test", "type": "bridge", "bridge": BRIDGE,
+            "isGateway": True, "ipMasq": True,
+            "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}
+    if dns:
+        conf["dns"] = {"nameservers": ["10.99.0.53"], "search": ["pods.example"]}
+    (d / "10-br-test.conf").write_text(json.dumps(conf))
+
+
+def test_named_bridge_network_with_fixed_ip_and_two_networks(env: Rkt, aci: Path) -> None:
+    _bridge_conf(env)
+    run("ip", "link", "del", BRIDGE, check=False)
+    before = census()
+    cp = _pod_sh(env, aci, "ip -4 -o addr show", "--net=br-test:IP=10.99.0.50")
+    assert re.search(r"eth0\s+inet 10\.99\.0\.50/24", cp.stdout), cp.stdout
+    # both: ordered by conf file name, 10-br-test.conf before the built-in 99-default.conf
+    cp = _pod_sh(env, aci, "ip -4 -o addr show", "--net=default,br-test")
+    assert re.search(r"eth0\s+inet 10\.99\.0\.\d+/24", cp.stdout), cp.stdout
+    assert re.search(r"eth1\s+inet 172\.16\.28\.\d+/24", cp.stdout), cp.stdout
+    after = census()
+    after["links"] = [ln for ln in after["links"] if ln != BRIDGE]  # type: ignore[union-attr]
+    assert after == before  # the bridge stays, as CNI's bridge plugin leaves it
+
+
+def test_failed_add_halfway_through_two_networks_undoes_the_first(env: Rkt, aci: Path) -> None:
+    _bridge_conf(env)
+    before = census()
+    pods_before = {p["name"] for p in json.loads(env("list", "--format=json").stdout)}
+    cp = env("run", INSECURE, "--net=default,br-test:IP=10.200.0.5", str(aci), check=False)
+    assert cp.returncode == 254, cp
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and "br-test" in lines[0] and "10.200.0.5" in lines[0], cp.stderr
+    after = census()
+    after["links"] = [ln for ln in after["links"] if ln != BRIDGE]  # type: ignore[union-attr]
+    before["links"] = [ln for ln in before["links"] if ln != BRIDGE]  # type: ignore[union-attr]
+    assert after == before
+    pods_after = {p["name"] for p in json.loads(env("list", "--format=json").stdout)}
+    assert pods_after == pods_before  # no pod left behind
+
+
+def test_bad_networks_are_refused_before_anything(env: Rkt, aci: Path) -> None:
+    files = env.pod_files()
+    before = census()
+    for flags, needle in (
+            (("--net=nosuch,other",), "networks not found: nosuch, other"),
+            (("--net=",), "netname must not be empty"),
+            (("--net=default,default",), 'found duplicate netname "default"'),
+            (("--net=host:IP=1.2.3.4",), 'special netname "host"')):
+        cp = env("run", INSECURE, *flags, str(aci), check=False)
+        assert cp.returncode == 254, (flags, cp)
+        assert len(cp.stderr.splitlines()) == 1 and needle in cp.stderr, (flags, cp.stderr)
+    d = env.local_config / "net.d"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "20-broken.conf").write_text("{ not json")
+    try:
+        cp = env("run", INSECURE, str(aci), check=False)
+        assert cp.returncode == 254 and "20-broken.conf" in cp.stderr, cp
+        (d / "20-broken.conf").write_text(json.dumps({"name": "np", "type": "nosuchplugin"}))
+        cp = env("run", INSECURE, "--net=np", str(aci), check=False)
+        assert cp.returncode == 254 and 'CNI plugin "nosuchplugin" not found' in cp.stderr, cp
+    finally:
+        (d / "20-broken.conf").unlink()
+    assert env.pod_files() == files
+    assert census() == before
+
+
+def test_dns_and_hosts_files(env: Rkt, aci: Path) -> None:
+    cat = ("cat /etc/resolv.conf 2>/dev/null; echo ---; cat /etc/hosts; echo ---; "
+           "cat /etc/hostname")
+    cp = _pod_sh(env, aci, cat, "--dns=10.0.0.53,10.0.0.54", "--dns-search=a.example",
+                 "--dns-opt=ndots:2", "--dns-domain=example", "--hostname=web1",
+                 "--hosts-entry=128.66.0.99=host1,128.66.0.99=host3")
+    resolv, hosts, hostname = cp.stdout.split("---\n")
+    assert resolv == ("# Generated by rkt run\n\nsearch a.example\nnameserver 10.0.0.53\n"
+                      "nameserver 10.0.0.54\noptions ndots:2\ndomain example\n")
+    assert "\n# Added by rkt run --hosts-entry\n128.66.0.99 host1 host3\n" in hosts
+    assert re.search(r"^127\.0\.0\.1 localhost .* web1$", hosts, re.M), hosts
+    assert hostname == "web1\n"
+    cp = _pod_sh(env, aci, cat, "--dns=host", "--hosts-entry=host")
+    resolv, hosts, _ = cp.stdout.split("---\n")
+    host_resolv = Path("/etc/resolv.conf")
+    assert resolv == (host_resolv.read_text() if host_resolv.exists() else "")
+    assert hosts == Path("/etc/hosts").read_text()
+    # no flags: the fallback hosts file with the pod's hostname, no resolv.conf (ptp has no DNS)
+    cp = _pod_sh(env, aci, cat)
+    resolv, hosts, hostname = cp.stdout.split("---\n")
+    assert resolv == "" and hostname.startswith("rkt-")
+    assert f" {hostname.strip()}\n" in hosts and hosts.startswith("# This is the default rkt")
+    # a network's DNS, unless --dns=none
+    _bridge_conf(env, dns=True)
+    cp = _pod_sh(env, aci, "cat /etc/resolv.conf", "--net=br-test")
+    assert cp.stdout == ("# Generated by rkt from network br-test\n\nsearch pods.example\n"
+                         "nameserver 10.99.0.53\n")
+    cp = _pod_sh(env, aci, "cat /etc/resolv.conf 2>&1 || true", "--net=br-test", "--dns=none")
+    assert "10.99.0.53" not in cp.stdout
+    for flags, needle in ((("--dns=host", "--dns=8.8.8.8"), "no other --dns options allowed"),
+                          (("--dns=none", "--dns-search=x"), "Cannot call --dns-opt"),
+                          (("--dns=nope",), "Invalid IP passed to --dns: nope"),
+                          (("--hosts-entry=1.2.3.4",), "Did not understand --hosts-entry")):
+        cp = env("run", INSECURE, *flags, str(aci), check=False)
+        assert cp.returncode == 254 and needle in cp.stderr, (flags, cp.stderr)
+
+
+def test_twenty_concurrent_pods_get_distinct_addresses(env: Rkt, aci: Path) -> None:
+    before = census()
+    env("fetch", INSECURE, str(aci))
+
+    def one(_i: int) -> str:
+        cp = _pod_sh(env, aci, "ip -4 -o addr show eth0", "--pull-policy=never")
+        m = re.search(r"inet (172\.16\.28\.\d+)/", cp.stdout)
+        assert m, cp.stdout
+        return m.group(1)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        ips = list(pool.map(one, range(20)))
+    assert len(set(ips)) == 20, ips
+    assert census() == before
+
+
+def test_none_and_host(env: Rkt, aci: Path) -> None:
+    cp = _pod_sh(env, aci, "ip -o link | wc -l; ip -4 -o addr show", "--net=none")
+    assert cp.stdout.splitlines()[0].strip() == "1" and "inet 127.0.0.1/8" in cp.stdout
+    host_links = len(run("ip", "-o", "link").stdout.splitlines())
+    cp = _pod_sh(env, aci, "ip -o link | wc -l", "--net=host")
+    assert int(cp.stdout.strip()) == host_links
+    assert "NETWORKS" in env("list").stdout
+
