@@ -5,8 +5,10 @@
 - ``cni``: running a CNI plugin and reading its result.
 - ``setup``: a pod's networks up (stage1, before nspawn) and down (on exit, and in gc), with a
   record in the pod directory of everything that can outlive a crash.
-- ``ports``: ``--port`` forwarding rules (iptables, as rkt wrote them).
-- ``links``: the only pyroute2 user (checks of host links; never on the pod start path).
+- ``dns``: rkt's ``--dns*``/``--hosts-entry`` flags and the resolv.conf/hosts files (pure).
+
+pyroute2 (the design card's netlink library) costs ~0.2 s to import and is not needed on the pod
+start path: namespaces are made with libc (host/netns.py) and links by the CNI plugins.
 
 Importing this package imports nothing: stage0 and stage1 load only the module they use.
 """
