@@ -121,7 +121,7 @@ def plugin_env(command: str, pod: str, netns: str, net: PodNet,
 
 
 def _call(command: str, pod: str, netns: str, net: PodNet, search: Sequence[str],
-          stdin: bytes) -> bytes:
+          stdin: bytes) -> tuple[Path, bytes]:
     plugin = find_plugin(net.conf.type, search)
     cp = proc.run([str(plugin)], env=plugin_env(command, pod, netns, net, search), input=stdin,
                   check=False, cwd="/")
@@ -129,11 +129,12 @@ def _call(command: str, pod: str, netns: str, net: PodNet, search: Sequence[str]
         detail = plugin_error(cp.stdout or b"", cp.stderr or b"", cp.returncode)
         raise NetworkError(f'network "{net.conf.name}": {net.conf.type} plugin {command} '
                            f"failed: {detail}")
-    return cp.stdout or b""
+    return plugin, cp.stdout or b""
 
 
-def add(pod: str, netns: Path, net: PodNet, search: Sequence[str]) -> Result:
-    out = _call("ADD", pod, str(netns), net, search, json.dumps(net.conf.conf).encode())
+def add(pod: str, netns: Path, net: PodNet, search: Sequence[str]) -> tuple[Path, Result]:
+    """ADD: the plugin that ran, and its result."""
+    plugin, out = _call("ADD", pod, str(netns), net, search, json.dumps(net.conf.conf).encode())
     try:
         doc = json.loads(out)
     except ValueError as e:
@@ -142,7 +143,7 @@ def add(pod: str, netns: Path, net: PodNet, search: Sequence[str]) -> Result:
     if not isinstance(doc, dict):
         raise NetworkError(f'network "{net.conf.name}": the {net.conf.type} plugin returned '
                            "no result object")
-    return parse_result(doc)
+    return plugin, parse_result(doc)
 
 
 def delete(pod: str, netns: Path | None, net: PodNet, search: Sequence[str],

@@ -28,7 +28,7 @@ from ..errors import NetworkError
 from ..fsio import replace_file
 from ..host import netns as nsfile
 from . import cni
-from .conf import NetConf, PodNet, find_plugin
+from .conf import NetConf, PodNet
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,9 @@ def setup(poddir: Path, uuid: str, nets: Sequence[PodNet], search: Sequence[str]
             for i, net in enumerate(nets):
                 rec = _record_path(pp, i, net)
                 _write_record(rec, net, search, None)  # before: a crash in ADD is undone too
-                result = cni.add(uuid, path, net, search)
+                plugin, result = cni.add(uuid, path, net, search)
                 _write_record(rec, net, search, dict(result.raw))
-                plugin = str(find_plugin(net.conf.type, search))
-                attached.append(Attached(net=net, plugin=plugin, result=result))
+                attached.append(Attached(net=net, plugin=str(plugin), result=result))
             if on_port_forwarding is not None:
                 on_port_forwarding(attached)
             replace_file(pp.net_info, json.dumps([a.info() for a in attached]) + "\n")

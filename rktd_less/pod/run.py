@@ -410,7 +410,7 @@ def discard_unstarted(caller: Caller, path: Path, uuid: str, pod_name: str) -> N
     """Remove a pod whose stage1 ended before starting nspawn, if nothing holds it."""
     from ..fsio import try_lock
 
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = poddir.open_dir(path)
     try:
         if not try_lock(fd):
             return
