@@ -10,7 +10,7 @@ from typing import Any
 from ..common.contract import IPC_MODES
 from ..config import load_stage1
 from ..errors import UsageError
-from ..net import dns, netlist
+from ..net import dns, netlist, ports
 from ..pod import stage1select
 from ..pod.prepare import PodPlan
 from ..pod.run import PodRequest, StartOptions, check_host_volume, run
@@ -32,6 +32,8 @@ Pod flags (before the first image):
                                  none: the image's, even if a network offers DNS)
       --dns-search=DOMAIN, --dns-opt=OPT, --dns-domain=DOMAIN   more of that resolv.conf
       --hosts-entry=IP=HOST[,...]|host   the apps' /etc/hosts entries (host: the machine's)
+      --port=NAME:[HOSTIP:]HOSTPORT   forward a host port to the app port NAME of an image
+                                 (needs a pod network: not with --net=host or none)
       --interactive              run the pod interactively (one image only)
       --hostname=NAME            pod hostname (default rkt-<uuid>)
       --pull-policy=new|never|update
@@ -60,6 +62,8 @@ FLAGS: dict[str, Flag] = {
     "dns-opt": Flag(Kind.LIST, [], "DNS options for the pod's resolv.conf"),
     "dns-domain": Flag(Kind.STR, "", "the DNS domain of the pod's resolv.conf"),
     "hosts-entry": Flag(Kind.LIST, [], "entries of the pod's /etc/hosts (IP=HOSTNAME), or host"),
+    "port": Flag(Kind.MULTI, [], "ports to expose on the host (requires contained network): "
+                                 "NAME:[HOSTIP:]HOSTPORT"),
     "ipc": Flag(Kind.STR, "auto", "IPC namespace: auto (= private), private, or parent "
                                   "(the host's)"),
     "pull-policy": Flag(Kind.STR, "new", "never, new or update"),
@@ -96,6 +100,8 @@ def read_env_file(path: str) -> tuple[tuple[str, str], ...]:
 def start_options(values: dict[str, Any], n_apps: int) -> StartOptions:
     """The start flags of run and run-prepared, checked (rkt's messages)."""
     nets = netlist.parse(values["net"])
+    if values.get("port"):
+        ports.check_net(nets)
     if values.get("ipc", "auto") not in IPC_MODES:
         raise UsageError(f'invalid --ipc "{values["ipc"]}"', hint="auto, private or parent")
     if values["interactive"] and n_apps != 1:
@@ -178,6 +184,7 @@ def pod_request(args: list[str], spec: dict[str, Flag],
         inherited_env=tuple(os.environ.items()) if values["inherit-env"] else (),
         env_file=read_env_file(values["set-env-file"]) if values["set-env-file"] else (),
         set_env=env_pairs(values["set-env"]),
+        ports=tuple(ports.parse_flag(p) for p in values.get("port", [])),
         volumes=tuple(check_host_volume(parse_volume(v)) for v in values["volume"]),
         mounts=tuple(parse_mount(m) for m in values["mount"]))
     ctx.require_root()

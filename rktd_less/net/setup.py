@@ -6,6 +6,9 @@ Up (stage1's run entrypoint, before nspawn): a namespace ``/run/netns/rkt-<uuid>
 then the ADD, then the record again with the result; ``net-info.json`` (rkt's) at the end. An
 ADD that fails undoes everything done so far.
 
+Ports (``--port``, net/portfwd.py) are forwarded once every network is up, to the forwardable
+network's address, and are the first thing to go down.
+
 Down (``teardown``: the pod unit's ExecStopPost on exit, and stage1 gc for a pod that was
 killed or whose machine rebooted): DEL per record in reverse, each record removed once its DEL
 succeeded, then the namespace. DEL comes before the namespace goes: ptp learns the address to
@@ -18,7 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,9 @@ from ..common.podpaths import PodPaths
 from ..errors import NetworkError
 from ..fsio import replace_file
 from ..host import netns as nsfile
-from . import cni
+from . import cni, portfwd
 from .conf import NetConf, PodNet
+from .ports import Forward
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,16 @@ def _locked(pp: PodPaths) -> Any:
         os.close(fd)
 
 
+def forwardable(attached: Sequence[Attached]) -> Attached:
+    """rkt: ports are forwarded to the first network with ipMasq, else to the last one."""
+    return next((a for a in attached if a.net.conf.ip_masq), attached[-1])
+
+
 def setup(poddir: Path, uuid: str, nets: Sequence[PodNet], search: Sequence[str],
-          *, on_port_forwarding: Callable[[list[Attached]], None] | None = None
-          ) -> tuple[Path, list[Attached]]:
-    """Create the pod's namespace and ADD each network to it. Returns the namespace file and
-    the attached networks. On failure nothing is left (everything done is undone)."""
+          forwards: Sequence[Forward] = ()) -> tuple[Path, list[Attached]]:
+    """Create the pod's namespace, ADD each network to it and forward ``forwards`` to it.
+    Returns the namespace file and the attached networks. On failure nothing is left
+    (everything done is undone)."""
     pp = PodPaths(poddir)
     attached: list[Attached] = []
     with _locked(pp):
@@ -96,8 +105,8 @@ def setup(poddir: Path, uuid: str, nets: Sequence[PodNet], search: Sequence[str]
                 plugin, result = cni.add(uuid, path, net, search)
                 _write_record(rec, net, search, dict(result.raw))
                 attached.append(Attached(net=net, plugin=str(plugin), result=result))
-            if on_port_forwarding is not None:
-                on_port_forwarding(attached)
+            if forwards and attached:
+                portfwd.install(pp, uuid, forwards, forwardable(attached).result.ip)
             replace_file(pp.net_info, json.dumps([a.info() for a in attached]) + "\n")
         except BaseException:
             with contextlib.suppress(Exception):
@@ -114,23 +123,25 @@ def _netns_of(pp: PodPaths, uuid: str) -> Path | None:
     return path if path.is_absolute() else None
 
 
-def teardown(poddir: Path, uuid: str,
-             ports_down: Callable[[PodPaths], None] | None = None) -> None:
+def teardown(poddir: Path, uuid: str) -> None:
     """Release everything the pod's networks hold; idempotent. Raises NetworkError naming the
     DELs that failed (their records stay for the next try)."""
     pp = PodPaths(poddir)
     if not pp.net_dir.is_dir() and not pp.netns.exists():
         return
     with _locked(pp):
-        if ports_down is not None:
-            ports_down(pp)
         _teardown_locked(pp, uuid)
 
 
 def _teardown_locked(pp: PodPaths, uuid: str) -> None:
+    failed: list[str] = []
+    if pp.net_dir.is_dir():
+        try:  # first, as rkt: no forward to an address about to be released
+            portfwd.remove(pp)
+        except NetworkError as e:
+            failed.append(e.message)
     ns = _netns_of(pp, uuid)
     live = ns if ns is not None and nsfile.is_netns(ns) else None
-    failed: list[str] = []
     records = sorted((p for p in pp.net_dir.glob("*.json") if p.name[:2].isdigit()),
                      reverse=True) if pp.net_dir.is_dir() else []
     for rec in records:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Pod flags that build what the manifest already says; their defaults mean "not given".
 CONFLICTING = {
     "volume": [], "mount": [], "set-env": [], "set-env-file": "", "inherit-env": False,
-    "pull-policy": "new",
+    "pull-policy": "new", "port": [],
 }
 
 

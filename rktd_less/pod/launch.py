@@ -124,6 +124,52 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
     return props
 
 
+def stop_post_unit(uuid: str) -> str:
+    return f"rkt-{uuid}-stop-post.service"
+
+
+def stop_post_properties(launch: Launch, owner: str) -> list[tuple[str, str, object]]:
+    """keep-unit: the pod is ``owner``, a unit not ours, whose ExecStopPost= cannot be set.
+    A companion unit bound to it runs the stage1's stop-post entrypoint as its ExecStop=
+    once ``owner`` has stopped (BindsTo= stops it then; Before= orders that stop after
+    ``owner``'s)."""
+    assert launch.stop_post is not None
+    post = str(launch.stop_post)
+    s1_env = next((list(v) for n, _s, v in launch.stage1_unit.properties
+                   if n == "Environment" and isinstance(v, list)), [])
+    return [
+        ("Description", "s", f"rkt pod {launch.uuid}: release what {owner} leaves"),
+        ("Type", "s", "oneshot"),
+        ("RemainAfterExit", "b", True),
+        ("CollectMode", "s", "inactive-or-failed"),
+        ("WorkingDirectory", "s", f"-{launch.poddir}"),  # gone with the pod: still runs
+        ("Environment", "as", [*s1_env, *(f"{k}={v}" for k, v in launch.env)]),
+        ("BindsTo", "as", [owner]),
+        ("Before", "as", [owner]),
+        ("ExecStop", "a(sasb)", [[post, [post, launch.uuid], True]]),
+    ]
+
+
+def bind_stop_post(launch: Launch) -> None:
+    """Start the companion of :func:`stop_post_properties` for our own service."""
+    from ..host.cgroup import own_service
+    from ..systemd.bus import Prop, Systemd
+
+    owner = own_service()
+    if owner is None or launch.stop_post is None:
+        return
+
+    async def go() -> None:
+        sd = await Systemd.connect()
+        try:
+            props = [Prop(n, s, v) for n, s, v in stop_post_properties(launch, owner)]
+            await sd.wait_job(await sd.start_transient(stop_post_unit(launch.uuid), props))
+        finally:
+            sd.close()
+
+    asyncio.run(go())
+
+
 def choose_mode() -> Mode:
     from ..host.cgroup import own_service
     from ..systemd import bus
@@ -143,8 +189,11 @@ def exec_stage1(launch: Launch, lock_fd: int, debug: bool) -> None:
     os.set_inheritable(lock_fd, True)
     os.chdir(launch.poddir)
     extra = {"RKT_LOCK_FD": str(lock_fd), **dict(launch.env)}
-    if "NOTIFY_SOCKET" in os.environ:  # a Type=notify unit running rkt: nspawn tells it READY
-        extra["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
+    # a Type=notify unit running rkt: nspawn tells it READY; a socket-activated one: the
+    # sockets systemd gave us (same PID across the execs) reach the pod (stage1/sockets.py)
+    for var in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        if var in os.environ:
+            extra[var] = os.environ[var]
     env = proc.clean_env(extra)
     proc.exec_([str(launch.entrypoint), *launch.args], env)
 

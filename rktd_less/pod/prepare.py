@@ -19,6 +19,7 @@ from .volumes import implicit_volumes, prepare_volumes
 if TYPE_CHECKING:
     from ..common.manifests import (
         AppDoc,
+        ExposedPortDoc,
         ImageManifestDoc,
         IsolatorDoc,
         MountDoc,
@@ -73,6 +74,7 @@ class PodPlan:
     # as cli/volume_args.py parses them; pod_manifest() makes them VolumeDoc / MountDoc
     volumes: tuple[dict[str, Any], ...] = ()  # --volume
     mounts: tuple[dict[str, Any], ...] = ()  # --mount before the first image: every app
+    ports: tuple[ExposedPortDoc, ...] = ()  # --port (net/ports.py)
 
 
 def _image_name(manifest: ImageManifestDoc) -> str:
@@ -185,7 +187,7 @@ def pod_manifest(plan: PodPlan) -> PodManifestDoc:
     annotations: list[NameValueDoc] = [{"name": k, "value": v} for k, v in plan.annotations]
     annotations.append({"name": "coreos.com/rkt/stage1/mutable", "value": "false"})
     return {"acVersion": "0.8.11", "acKind": "PodManifest", "apps": apps, "volumes": volumes,
-            "isolators": [], "annotations": annotations, "ports": []}
+            "isolators": [], "annotations": annotations, "ports": list(plan.ports)}
 
 
 def _write(path: Path, data: bytes | str) -> None:

@@ -146,6 +146,9 @@ def _write_pod(caller: Caller, req: PodRequest, resolved: list[ResolvedApp], sto
         manifest = _from_manifest(req.user_manifest, store)
     else:
         manifest = pod_manifest(dataclasses.replace(req.env, apps=tuple(resolved)))
+    from ..net.ports import forwards
+
+    forwards(manifest)  # each --port names one app port, no two take one host port
     for ra in manifest["apps"]:  # before any tree is rendered
         check_os_arch(read_image_manifest(store.manifest_bytes(ra["image"]["id"])), host_arch())
     trees = _render_apps(manifest, store)
@@ -291,9 +294,14 @@ def _selinux_env() -> tuple[tuple[str, str], ...]:
 
 
 def check_networks(caller: Caller, path: Path, nets: NetList) -> None:
-    """The networks a pod is to start with exist and their plugins are there: refused before
-    the pod is in ``run`` (stage1 loads them again as it sets them up)."""
+    """The networks a pod is to start with exist and their plugins are there, and a pod with
+    forwarded ports has one: refused before the pod is in ``run`` (stage1 loads them again as
+    it sets them up)."""
     if not nets.contained:
+        if read_pod_manifest(PodPaths(path).manifest).get("ports"):
+            from ..net.ports import check_net
+
+            check_net(nets)
         return
     from ..net import conf as netconf
 
@@ -351,6 +359,8 @@ def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
         caller.err(f"pod {uuid}: launching in mode {mode}")
     if mode == launch.Mode.UNIT:
         return launch.run_in_unit(lx, lock_fd)
+    if mode == launch.Mode.KEEP_UNIT and opts.net.contained:
+        launch.bind_stop_post(lx)  # the networks go when the caller's unit stops
     if mode == launch.Mode.NO_SYSTEMD:
         caller.err("systemd is not running here: the pod runs without machinectl/journalctl "
                    "integration")

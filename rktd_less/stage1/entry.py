@@ -36,13 +36,14 @@ from ..host.cgroup import own_service
 from ..ids import machine_id, machine_name
 from ..net import dns, netlist
 from . import apps as appmod
-from . import units
+from . import sockets, units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
 from .diagnose import exec_problem
 from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
 
 if TYPE_CHECKING:
-    from ..common.manifests import ImageManifestDoc, RuntimeAppDoc, VolumeDoc
+    from ..common.manifests import ImageManifestDoc, PodManifestDoc, RuntimeAppDoc, VolumeDoc
+    from ..net.ports import Forward
     from ..net.setup import Attached
 
 RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "rkt/diag", "opt/stage2",
@@ -51,6 +52,9 @@ RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "rkt/diag", "opt/stage2",
 # shell scripts): none has anything to do in a stage1 (no fstab, gettys, init scripts, disks),
 # so each is masked as systemd documents: a same-named link to /dev/null under /etc.
 GENERATOR_DIRS = ("system-generators", "system-environment-generators")
+# The pod directory, relative: stop-post and gc may run while `rkt gc` renames the pod dir
+# (run → exited-garbage): paths below the working directory follow it, Path.cwd() would not.
+HERE = Path(".")
 
 
 def _opts(args: list[str]) -> tuple[dict[str, str], str]:
@@ -115,7 +119,8 @@ def _isolators(ra: RuntimeAppDoc, manifest: ImageManifestDoc) -> list[dict[str, 
 
 def _app_unit(ra: RuntimeAppDoc, approot: Path, manifest: ImageManifestDoc,
               interactive: bool, isolators: list[dict[str, Any]], relax: Relax,
-              private_network: bool, devices: list[DeviceMount]
+              private_network: bool, devices: list[DeviceMount],
+              listen: tuple[tuple[str, int], ...] = ()
               ) -> tuple[units.AppUnit, list[tuple[str, str]]]:
     name = ra["name"]
     app = ra.get("app") or manifest.get("app") or {}
@@ -137,7 +142,7 @@ def _app_unit(ra: RuntimeAppDoc, approot: Path, manifest: ImageManifestDoc,
         working_dir=app.get("workingDirectory") or "/",
         read_only_rootfs=bool(ra.get("readOnlyRootFS")), interactive=interactive,
         pre_start=handlers.get("pre-start", ()), post_stop=handlers.get("post-stop", ()),
-        supports_notify=notify,
+        supports_notify=notify, sockets=listen,
         confinement=tuple(service_lines(name, isolators, uid, relax,
                                         private_network=private_network, devices=devices)))
     return unit, env
@@ -200,8 +205,13 @@ def run(args: list[str]) -> int:
     # the pod's networks, made in the machine's mount namespace (their namespace file must be
     # visible there); nspawn is started inside that network namespace (by an open fd of it,
     # whatever stage1 mounts later)
+    given = sockets.passed()  # a socket-activated `rkt run`: the host's listening sockets
+    fws = _forwards(pod) if nets.contained else []
+    host_ports = {f.name: f.host_port for f in fws}
     netns_fd, attached = (_networks(opts, nets, uuid, poddir,
-                                    data / "cas" / "tree" / s1tree / "rootfs")
+                                    data / "cas" / "tree" / s1tree / "rootfs",
+                                    [f for f in fws if not (f.socket_activated and
+                                                            (f.protocol, f.host_port) in given)])
                           if nets.contained else (None, []))
     # the machine's mount namespace, where the networks are released should nspawn not start
     # (and, without systemd, after it ended): this process leaves it now
@@ -251,7 +261,9 @@ def run(args: list[str]) -> int:
             img_manifest = read_image_manifest(manifest_bytes)
             isolators = _isolators(ra, img_manifest)
             unit, env = _app_unit(ra, approot, img_manifest, interactive, isolators, relax,
-                                  not nets.host, devices)
+                                  not nets.host, devices,
+                                  sockets.listen_ports(ra.get("app") or img_manifest.get("app")
+                                                       or {}, host_ports, given))
             unit = dataclasses.replace(unit, confinement=(*unit.confinement, *etc_binds))
             apps_caps.append(app_capabilities(isolators))
             if stdin_stream:  # --interactive takes exactly one app
@@ -300,6 +312,8 @@ def run(args: list[str]) -> int:
         ns_env = nspawn_env(debug, writable_api_vfs=relax.paths, ipc=ipc)
         if "NOTIFY_SOCKET" in os.environ:  # --notify-ready=yes forwards the pod's READY=1 there
             ns_env["NOTIFY_SOCKET"] = os.environ["NOTIFY_SOCKET"]
+        if plan.keep_unit and plan.register:  # we exec nspawn: it takes what we were given
+            ns_env.update(sockets.nspawn_env())
         os.environ.clear()
         if debug:
             print("stage1: exec " + " ".join(argv), file=sys.stderr)
@@ -329,10 +343,18 @@ def run(args: list[str]) -> int:
         raise
 
 
+def _forwards(pod: PodManifestDoc) -> list[Forward]:
+    if not pod.get("ports"):
+        return []
+    from ..net.ports import forwards
+
+    return forwards(pod)
+
+
 def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, poddir: Path,
-              stage1_rootfs: Path) -> tuple[int, list[Attached]]:
-    """Set the pod's CNI networks up; returns an fd of its namespace and the networks with
-    their results."""
+              stage1_rootfs: Path, fws: list[Forward]) -> tuple[int, list[Attached]]:
+    """Set the pod's CNI networks up and forward ``fws`` to them; returns an fd of its
+    namespace and the networks with their results."""
     from ..net import conf as netconf
     from ..net import setup as netsetup
 
@@ -343,7 +365,7 @@ def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, poddir: Pa
                                              for k in ("system-config", "local-config")))
     chosen = netconf.select(nets, dirs, warn)
     local = Path(opts.get("local-config") or "/etc/rkt") / "net.d"
-    path, attached = netsetup.setup(poddir, uuid, chosen, netconf.plugin_path(local))
+    path, attached = netsetup.setup(poddir, uuid, chosen, netconf.plugin_path(local), fws)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     return fd, attached
 
@@ -434,7 +456,7 @@ def _net_down(poddir: Path, uuid: str, host_mnt: int | None = None) -> None:
 def stop_post(args: list[str]) -> int:
     """ExecStopPost= of the pod unit: the pod ended (however), its networks go now."""
     uuid = _opts(args)[1]
-    _net_down(Path.cwd(), uuid)
+    _net_down(HERE, uuid)
     return 0
 
 
@@ -478,7 +500,7 @@ def gc(args: list[str]) -> int:
     elif journal.is_dir():
         shutil.rmtree(journal)
     # networks of a pod that was killed before its ExecStopPost, or whose machine rebooted
-    _net_down(Path.cwd(), uuid)
+    _net_down(HERE, uuid)
     # a pod run without systemd whose supervising stage1 was killed: its cgroups remain
     from .standalone import gc as standalone_gc
 

@@ -31,6 +31,7 @@ class AppUnit:
     pre_start: tuple[str, ...] = ()  # appc eventHandlers "pre-start" exec, resolved
     post_stop: tuple[str, ...] = ()  # appc eventHandlers "post-stop" exec, resolved
     confinement: tuple[str, ...] = ()  # [Service] lines from stage1/confine.py
+    sockets: tuple[tuple[str, int], ...] = ()  # socket-activated ports: (tcp|udp, port)
 
     @property
     def has_handlers(self) -> bool:
@@ -103,6 +104,8 @@ def app_service(app: AppUnit) -> str:
         "Conflicts=shutdown.target",
         "Before=shutdown.target",
     ]
+    if app.sockets:  # started at boot as every app, with the socket rkt's way (Requires=)
+        unit += [f"Requires={app.name}.socket", f"After={app.name}.socket"]
     svc = [
         "[Service]",
         f"Type={'notify' if app.supports_notify else 'exec'}",
@@ -178,6 +181,26 @@ def reaper_service(app: AppUnit) -> str:
     ]) + "\n"
 
 
+def app_socket(app: AppUnit) -> str:
+    """``<app>.socket`` of an app with socket-activated ports (rkt's): the pod's systemd
+    listens, or takes the matching socket nspawn passed it from the host."""
+    listen = [f"{'ListenStream' if proto == 'tcp' else 'ListenDatagram'}={port}"
+              for proto, port in app.sockets]
+    return "\n".join([
+        "[Unit]",
+        f"Description=Application={_escape_value(app.name)} Image="
+        f"{_escape_value(app.image_name)} socket-activated ports",
+        "DefaultDependencies=no",
+        "Conflicts=shutdown.target",
+        "Before=shutdown.target",
+        "",
+        "[Socket]",
+        "BindIPv6Only=both",
+        f"Service={app.name}.service",
+        *listen,
+    ]) + "\n"
+
+
 def env_file(env: Sequence[tuple[str, str]]) -> str:
     """An EnvironmentFile: one KEY="value" per line. Inside double quotes systemd's parser takes
     backslash escapes of ``\\ " ` $`` and literal newlines, so any value survives."""
@@ -205,9 +228,14 @@ def pod_units(apps: Sequence[AppUnit]) -> dict[str, str]:
     """Every generated unit: file name → content."""
     units = {"default.target": default_target(apps),
              "supervisor-ready.service": supervisor_ready(apps)}
+    sockets = [f"{a.name}.socket" for a in apps if a.sockets]
+    if sockets:
+        units["-.slice.d/rkt-sockets.conf"] = "[Unit]\nWants=" + " ".join(sockets) + "\n"
     for a in apps:
         units[f"{a.name}.service"] = app_service(a)
         units[f"reaper-{a.name}.service"] = reaper_service(a)
+        if a.sockets:
+            units[f"{a.name}.socket"] = app_socket(a)
         if a.has_handlers and not a.interactive:
             units[f"iomux@{a.name}.service.d/handlers.conf"] = iomux_handlers_dropin(a)
     return units

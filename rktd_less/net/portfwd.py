@@ -1,0 +1,200 @@
+"""Host ports forwarded to a pod, as rkt's networking/portfwd.go did it (reference
+networking.md): nat chains ``RKT-PFWD-DNAT-<uuid[0:8]>`` (jumped to from PREROUTING and OUTPUT
+for local destinations) and ``RKT-PFWD-SNAT-<uuid[0:8]>`` (from POSTROUTING for connections from
+127.0.0.1), and ``route_localnet=1`` on the interface that leads to the pod so that a connection
+to 127.0.0.1:HOSTPORT may leave loopback.
+
+Beyond rkt: the rules go in with one ``iptables-restore --noflush`` (all or nothing); a host
+port that a process of the machine listens on, or that another forward already takes, is
+refused, under a machine-wide lock; the chains are recorded in the pod's ``net/`` before they
+are made, so teardown (on exit, or gc after a crash) finds them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..common.podpaths import PodPaths
+from ..errors import NetworkError
+from ..fsio import replace_file
+from .ports import ANY, Forward
+
+LOCK = Path("/run/rkt/portfwd.lock")
+JUMPS = (("PREROUTING", "DNAT"), ("OUTPUT", "DNAT"), ("POSTROUTING", "SNAT"))
+SEARCH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def chain(uuid: str, kind: str) -> str:
+    return f"RKT-PFWD-{kind}-{uuid[:8]}"
+
+
+def _jump(uuid: str, kind: str) -> list[str]:
+    if kind == "SNAT":
+        return ["-s", "127.0.0.1", "!", "-d", "127.0.0.1", "-j", chain(uuid, kind)]
+    return ["-m", "addrtype", "--dst-type", "LOCAL", "-j", chain(uuid, kind)]
+
+
+def _rules(uuid: str, fw: Forward, pod_ip: str) -> list[list[str]]:
+    dst = "0.0.0.0/0" if fw.host_ip == ANY else fw.host_ip
+    return [
+        ["-A", chain(uuid, "DNAT"), "-d", dst, "-p", fw.protocol, "--dport", str(fw.host_port),
+         "-j", "DNAT", "--to-destination", f"{pod_ip}:{fw.pod_port}"],
+        ["-A", chain(uuid, "SNAT"), "-p", fw.protocol, "-s", "127.0.0.1", "-d", pod_ip,
+         "--dport", str(fw.pod_port), "-j", "MASQUERADE"],
+    ]
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":" + SEARCH)
+    if path is None:
+        raise NetworkError(f"{name} is not installed: it is needed to forward ports",
+                           hint="apt-get install iptables")
+    return path
+
+
+def _iptables(args: Sequence[str], stdin: str | None = None) -> str:
+    tool = "iptables-restore" if stdin is not None else "iptables"
+    proc = subprocess.run([_tool(tool), "-w", *args], input=stdin, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise NetworkError(f"{tool} {' '.join(args)}: {why}")
+    return proc.stdout
+
+
+def _restore(lines: Sequence[Sequence[str]]) -> None:
+    if lines:
+        script = "*nat\n" + "".join(" ".join(ln) + "\n" for ln in lines) + "COMMIT\n"
+        _iptables(["--noflush"], script)
+
+
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[None]:
+    """One pod at a time checks and takes host ports."""
+    LOCK.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _dnat_ports(listing: str) -> Iterator[tuple[str, str, int, str]]:
+    """(chain, protocol, port, destination) of each DNAT rule of an ``iptables -S`` listing."""
+    for line in listing.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "-A" or "DNAT" not in words:
+            continue
+        opts = dict(itertools.pairwise(words))  # each word → the next
+        proto, dst = opts.get("-p", ""), opts.get("-d", "0.0.0.0/0").split("/")[0]
+        for key in ("--dport", "--dports"):
+            for p in opts.get(key, "").split(","):
+                lo, _, hi = p.partition(":")
+                if lo.isdigit():
+                    for port in range(int(lo), int(hi or lo) + 1):
+                        yield words[1], proto, port, dst
+
+
+def _check_free(fw: Forward, listing: str) -> None:
+    """The host port is not forwarded already, nor bound by a process of the machine."""
+    for ch, proto, port, dst in _dnat_ports(listing):
+        if (proto, port) == (fw.protocol, fw.host_port) and (ANY in (dst, fw.host_ip)
+                                                              or dst == fw.host_ip):
+            raise NetworkError(f"host port {fw.describe()} is forwarded already (iptables nat "
+                               f"chain {ch})", hint="choose another host port")
+    kind = socket.SOCK_STREAM if fw.protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        if kind == socket.SOCK_STREAM:  # a connection in TIME_WAIT does not hold the port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((fw.host_ip, fw.host_port))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise NetworkError(f"--port host IP {fw.host_ip} is not an address of this machine"
+                                   ) from None
+            if e.errno == errno.EADDRINUSE:
+                raise NetworkError(f"host port {fw.describe()} is in use on this machine",
+                                   hint="choose another host port") from None
+            raise NetworkError(f"host port {fw.describe()}: {e.strerror}") from None
+
+
+def _route_dev(ip: str) -> str | None:
+    """The interface of the main table's longest-prefix route to ``ip`` (/proc/net/route)."""
+    target = int.from_bytes(socket.inet_aton(ip), "little")
+    best: tuple[int, str] | None = None
+    with open("/proc/net/route") as f:
+        next(f, None)
+        for line in f:
+            w = line.split()
+            dest, mask = int(w[1], 16), int(w[7], 16)
+            if target & mask == dest:
+                bits = bin(mask).count("1")
+                if best is None or bits > best[0]:
+                    best = (bits, w[0])
+    return best[1] if best else None
+
+
+def _record_path(pp: PodPaths) -> Path:
+    return pp.net_dir / "portfwd.json"
+
+
+def install(pp: PodPaths, uuid: str, fws: Sequence[Forward], pod_ip: str) -> None:
+    """Forward ``fws`` to ``pod_ip`` (the forwardable network's address). Raises NetworkError
+    with nothing added should a host port be taken or iptables fail."""
+    if not fws:
+        return
+    if not pod_ip:
+        raise NetworkError("--port: the pod's network gave it no IPv4 address to forward to")
+    with _machine_lock():
+        listing = _iptables(["-t", "nat", "-S"])
+        for kind in ("DNAT", "SNAT"):
+            if f"-N {chain(uuid, kind)}\n" in listing:
+                raise NetworkError(f"iptables nat chain {chain(uuid, kind)} exists already "
+                                   "(a pod whose UUID starts alike forwards ports)")
+        for fw in fws:
+            _check_free(fw, listing)
+        replace_file(_record_path(pp), json.dumps({"uuid": uuid}) + "\n", durable=True)
+        lines: list[list[str]] = [[f":{chain(uuid, k)}", "-", "[0:0]"] for k in ("DNAT", "SNAT")]
+        lines += [["-I", base, "1", *_jump(uuid, kind)] for base, kind in JUMPS]
+        for fw in fws:
+            lines += _rules(uuid, fw, pod_ip)
+        _restore(lines)
+    dev = _route_dev(pod_ip)
+    if dev is not None:  # 127.0.0.1 → pod: may leave loopback on the way to the pod
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv4/conf/{dev}/route_localnet").write_text("1\n")
+
+
+def remove(pp: PodPaths) -> None:
+    """Remove the pod's chains and the jumps to them, whatever of them exists; idempotent."""
+    rec = _record_path(pp)
+    try:
+        uuid = str(json.loads(rec.read_bytes())["uuid"])
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError):
+        rec.unlink(missing_ok=True)  # torn before the rules could be made
+        return
+    listing = _iptables(["-t", "nat", "-S"])
+    lines: list[list[str]] = []
+    for base, kind in JUMPS:
+        jump = _jump(uuid, kind)
+        lines += [["-D", base, *jump]] * sum(
+            1 for ln in listing.splitlines()
+            if ln.startswith(f"-A {base} ") and ln.endswith(f"-j {chain(uuid, kind)}"))
+    for kind in ("DNAT", "SNAT"):
+        if f"-N {chain(uuid, kind)}\n" in listing:
+            lines += [["-F", chain(uuid, kind)], ["-X", chain(uuid, kind)]]
+    _restore(lines)
+    rec.unlink(missing_ok=True)
