@@ -63,6 +63,15 @@ def net_dirs(stage1_rootfs: Path, system: Path | None, local: Path | None) -> li
             *(d / "net.d" for d in (system, local) if d is not None)]
 
 
+def pod_networks(nets: NetList, stage1_rootfs: Path, system: Path | None, local: Path | None,
+                 warn: Callable[[str], None]) -> tuple[list[PodNet], tuple[str, ...]]:
+    """The networks of a contained ``--net`` list from the stage1's, the system's and the local
+    ``net.d`` (:func:`net_dirs`), and where their plugins are looked for (:func:`plugin_path`):
+    stage0 checks them before the pod runs, stage1 sets them up."""
+    chosen = select(nets, net_dirs(stage1_rootfs, system, local), warn)
+    return chosen, plugin_path((local or Path("/etc/rkt")) / "net.d")
+
+
 def check_plugins(nets: Sequence[PodNet], search: Sequence[str]) -> None:
     """Each network's plugin, and its IPAM plugin, can be found."""
     for n in nets:

@@ -267,8 +267,11 @@ def check_os_arch(image_manifest: ImageManifestDoc, host_arch: str) -> None:
 
 
 def stage1_entrypoint(stage1_manifest: ImageManifestDoc, which: str) -> str | None:
+    """The path in the stage1 image of entrypoint ``which``: rkt's (``run``, ``gc``...) by its
+    short name, others by their whole annotation name (common/contract STOP_POST_ANNOTATION)."""
+    name = which if "/" in which else STAGE1_ANN_PREFIX + which
     for a in stage1_manifest.get("annotations", []):
-        if a.get("name") == STAGE1_ANN_PREFIX + which:
+        if a.get("name") == name:
             return str(a.get("value"))
     return None
 

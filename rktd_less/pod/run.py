@@ -27,7 +27,7 @@ from ..errors import PodError, RktError, UsageError
 from ..net.dns import DnsConfig
 from ..net.netlist import NetList
 from ..paths import Paths
-from . import launch, names, poddir, stage1select, userns
+from . import launch, names, poddir, stage1call, stage1select, userns
 from .prepare import (
     AppRequest,
     PodPlan,
@@ -39,7 +39,7 @@ from .prepare import (
 )
 
 if TYPE_CHECKING:
-    from ..common.manifests import ImageManifestDoc, PodManifestDoc
+    from ..common.manifests import PodManifestDoc
     from ..fetch.images import FetchSettings
     from ..store import Store
 
@@ -306,10 +306,10 @@ def check_networks(caller: Caller, path: Path, nets: NetList) -> None:
     from ..net import conf as netconf
 
     tree = PodPaths(path).stage1_tree_id.read_text().strip()
-    dirs = netconf.net_dirs(caller.paths.tree(tree) / "rootfs", caller.config.system,
-                            caller.config.local)
-    chosen = netconf.select(nets, dirs, lambda _line: None)  # stage1 says these
-    netconf.check_plugins(chosen, netconf.plugin_path(caller.config.local / "net.d"))
+    chosen, search = netconf.pod_networks(nets, caller.paths.tree(tree) / "rootfs",
+                                          caller.config.system, caller.config.local,
+                                          lambda _line: None)  # stage1 says these
+    netconf.check_plugins(chosen, search)
 
 
 def _write_dns_files(path: Path, cfg: DnsConfig) -> None:
@@ -322,17 +322,6 @@ def _write_dns_files(path: Path, cfg: DnsConfig) -> None:
         replace_file(pp.stage0_resolv, dns.stage0_resolv(cfg))
     if cfg.hosts_mode == "stage0":
         replace_file(pp.stage0_hosts, dns.stage0_hosts(cfg))
-
-
-def _stop_post(caller: Caller, path: Path, s1_manifest: ImageManifestDoc) -> Path | None:
-    """The stage1's stop-post entrypoint in its tree, if it has one."""
-    rel = next((str(a.get("value")) for a in s1_manifest.get("annotations", []) or []
-                if a.get("name") == STOP_POST_ANNOTATION), None)
-    if not rel:
-        return None
-    tree = PodPaths(path).stage1_tree_id.read_text().strip()
-    entry = caller.paths.tree(tree) / "rootfs" / rel.lstrip("/")
-    return entry if entry.is_file() else None
 
 
 def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
@@ -350,7 +339,8 @@ def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
                        interactive=opts.interactive,
                        env=(*entry_env().items(), *_selinux_env()),
                        stage1_unit=stage1_unit(s1_manifest),
-                       stop_post=_stop_post(caller, path, s1_manifest))
+                       stop_post=stage1call.entrypoint_at(caller.paths, path,
+                                                          STOP_POST_ANNOTATION))
     if opts.detach:
         _detach(caller, lx, lock_fd)
         return 0
@@ -434,8 +424,6 @@ def run_prepared(caller: Caller, pod: str, opts: StartOptions,
                  check: Callable[[int], None] | None = None) -> tuple[str, int]:
     """`rkt run-prepared`: start a pod ``rkt prepare`` made. ``check(n_apps)`` validates the
     start options against the pod before anything changes. Returns (UUID, status)."""
-    from . import stage1call
-
     ref = poddir.resolve(caller.paths, pod)
     entrypoint = stage1call.entrypoint(caller.paths, ref, "run")
     if entrypoint is None:

@@ -15,8 +15,13 @@ from .prepare import stage1_entrypoint
 
 
 def entrypoint(paths: Paths, ref: PodRef, which: str) -> Path | None:
+    return entrypoint_at(paths, ref.path, which)
+
+
+def entrypoint_at(paths: Paths, poddir: Path, which: str) -> Path | None:
+    """Entrypoint ``which`` (prepare.stage1_entrypoint) of the pod's stage1, if it is there."""
     try:
-        pp = PodPaths(ref.path)
+        pp = PodPaths(poddir)
         tree = pp.stage1_tree_id.read_text().strip()
         manifest = read_image_manifest(pp.stage1_manifest)
     except (OSError, ValueError):
@@ -25,7 +30,7 @@ def entrypoint(paths: Paths, ref: PodRef, which: str) -> Path | None:
     if entry is None:
         return None
     p = paths.tree(tree) / "rootfs" / entry.lstrip("/")
-    return p if p.exists() else None
+    return p if p.is_file() else None
 
 
 def call(paths: Paths, ref: PodRef, which: str, args: list[str]) -> None:

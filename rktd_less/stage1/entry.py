@@ -361,11 +361,10 @@ def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, poddir: Pa
     def warn(line: str) -> None:
         print(f"stage1: {line}", file=sys.stderr)
 
-    dirs = netconf.net_dirs(stage1_rootfs, *(Path(opts[k]) if opts.get(k) else None
-                                             for k in ("system-config", "local-config")))
-    chosen = netconf.select(nets, dirs, warn)
-    local = Path(opts.get("local-config") or "/etc/rkt") / "net.d"
-    path, attached = netsetup.setup(poddir, uuid, chosen, netconf.plugin_path(local), fws)
+    system, local = (Path(opts[k]) if opts.get(k) else None
+                     for k in ("system-config", "local-config"))
+    chosen, search = netconf.pod_networks(nets, stage1_rootfs, system, local, warn)
+    path, attached = netsetup.setup(poddir, uuid, chosen, search, fws)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     return fd, attached
 

@@ -180,6 +180,37 @@ def test_killed_pod_then_gc_leaves_nothing(env: Rkt, aci: Path) -> None:
         assert census() == before
 
 
+def test_gc_after_a_simulated_reboot_releases_the_leases(env: Rkt, web: Path) -> None:
+    """rkt#2265: after a crash of the whole machine the kernel's part is gone (namespace,
+    veth, iptables rules) but the disk keeps the pod's records and host-local's lease files;
+    rkt's gc then said `skipping stage1 GC` and the addresses were lost. Here the disk state a
+    reboot leaves is made exactly: a pod runs (with a forwarded port), its records and leases
+    are saved, it is stopped (the kernel state goes), and the saved files are put back."""
+    before = census()
+    uf = env.uuid_file()
+    env("run", INSECURE, "--detach", f"--uuid-file-save={uf}", "--port=http:8082", str(web))
+    uuid = uf.read_text().strip()
+    pod = env.data / "pods" / "run" / uuid
+    saved = {p: p.read_bytes() for p in [pod / "netns", *(pod / "net").glob("*.json"),
+                                         *Path("/var/lib/cni/networks").glob("*/*")]
+             if p.is_file() and p.name != "lock"}
+    leases = [p for p in saved if p.parent.parent == Path("/var/lib/cni/networks")
+              and re.fullmatch(r"[\d.]+", p.name)]
+    assert len(leases) == 1 and uuid in leases[0].read_text(), saved
+    assert (pod / "net" / "portfwd.json") in saved
+    env("stop", uuid)
+    env("status", "--wait=30s", uuid)
+    assert wait_for(lambda: census() == before, 10)
+    for p, data in saved.items():  # the disk as the reboot left it
+        p.write_bytes(data)
+    assert not Path(saved[pod / "netns"].decode().strip()).exists()
+    assert census() != before  # the lease
+    out = env("gc", "--grace-period=0s")
+    assert "skipping" not in out.stdout + out.stderr
+    assert census() == before
+    assert not (env.data / "pods" / "exited-garbage" / uuid).exists()
+
+
 def test_default_restricted_reaches_only_the_host(env: Rkt, aci: Path, world: str) -> None:
     before = census()
     host = _listener("0.0.0.0", 7002)

@@ -108,23 +108,38 @@ def test_rules_are_rkts() -> None:
 
 def test_passed_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     tcp, udp = socket.socket(), socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    base = 300  # two free consecutive fds, as systemd passes them (from 3 on)
+    while any(_is_open(fd) for fd in (base, base + 1)):
+        base += 2
     try:
         tcp.bind(("127.0.0.1", 0))
         tcp.listen()
         udp.bind(("::1", 0))
-        assert udp.fileno() == tcp.fileno() + 1
-        monkeypatch.setattr(sockets, "FIRST_FD", tcp.fileno())
+        os.dup2(tcp.fileno(), base, inheritable=False)
+        os.dup2(udp.fileno(), base + 1, inheritable=False)
+        monkeypatch.setattr(sockets, "FIRST_FD", base)
         env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a:b"}
-        assert sockets.passed(env) == {("tcp", tcp.getsockname()[1]): tcp.fileno(),
-                                       ("udp", udp.getsockname()[1]): udp.fileno()}
+        assert sockets.passed(env) == {("tcp", tcp.getsockname()[1]): base,
+                                       ("udp", udp.getsockname()[1]): base + 1}
         assert sockets.passed({**env, "LISTEN_PID": "1"}) == {}  # not ours
         assert sockets.nspawn_env(env) == {"LISTEN_FDS": "2", "LISTEN_PID": str(os.getpid()),
                                            "LISTEN_FDNAMES": "a:b"}
-        assert os.get_inheritable(tcp.fileno()) and os.get_inheritable(udp.fileno())
-        assert tcp.getsockname()  # still open: nothing was closed
+        assert os.get_inheritable(base) and os.get_inheritable(base + 1)
+        assert _is_open(base) and _is_open(base + 1)  # nothing was closed
     finally:
+        for fd in (base, base + 1):
+            if _is_open(fd):
+                os.close(fd)
         tcp.close()
         udp.close()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def test_listen_ports_prefer_a_passed_host_socket() -> None:
