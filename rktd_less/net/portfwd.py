@@ -4,6 +4,12 @@ for local destinations) and ``RKT-PFWD-SNAT-<uuid[0:8]>`` (from POSTROUTING for 
 127.0.0.1), and ``route_localnet=1`` on the interface that leads to the pod so that a connection
 to 127.0.0.1:HOSTPORT may leave loopback.
 
+Beyond rkt, a fix: ``route_localnet=1`` also let packets *from* the pod to 127.0.0.0/8 in
+through that interface, so root in the pod (raw sockets) reached the machine's services bound
+to loopback only (kube-proxy's CVE-2020-8558). A raw-table PREROUTING rule, per pod, drops
+them before conntrack (the replies of forwarded connections are addressed to the interface's
+own address there, so they pass).
+
 Beyond rkt: the rules go in with one ``iptables-restore --noflush`` (all or nothing); a host
 port that a process of the machine listens on, or that another forward already takes, is
 refused, under a machine-wide lock; the chains are recorded in the pod's ``net/`` before they
@@ -63,8 +69,9 @@ def _tool(name: str) -> str:
 
 
 def _iptables(args: Sequence[str], stdin: str | None = None) -> str:
-    tool = "iptables-restore" if stdin is not None else "iptables"
-    proc = subprocess.run([_tool(tool), "-w", *args], input=stdin, capture_output=True,
+    tool = "iptables-restore" if stdin is not None else "iptables-save"
+    lock = ["-w"] if stdin is not None else []
+    proc = subprocess.run([_tool(tool), *lock, *args], input=stdin, capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
@@ -72,10 +79,37 @@ def _iptables(args: Sequence[str], stdin: str | None = None) -> str:
     return proc.stdout
 
 
-def _restore(lines: Sequence[Sequence[str]]) -> None:
-    if lines:
-        script = "*nat\n" + "".join(" ".join(ln) + "\n" for ln in lines) + "COMMIT\n"
+def _restore(tables: dict[str, list[list[str]]]) -> None:
+    """One transaction per table (``iptables-restore --noflush``): all of it or nothing."""
+    script = "".join(f"*{t}\n" + "".join(" ".join(ln) + "\n" for ln in lines) + "COMMIT\n"
+                     for t, lines in tables.items() if lines)
+    if script:
         _iptables(["--noflush"], script)
+
+
+def _save() -> dict[str, list[str]]:
+    """``iptables-save``: each table's lines (chain declarations and rules)."""
+    tables: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in _iptables([]).splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:], [])
+        elif line.startswith((":", "-")):
+            current.append(line)
+    return tables
+
+
+def _has_chain(lines: Sequence[str], name: str) -> bool:
+    return any(ln.startswith(f":{name} ") for ln in lines)
+
+
+def _comment(uuid: str) -> str:
+    return f"rkt-{uuid}-no-localnet"
+
+
+def _localnet_guard(uuid: str, dev: str) -> list[str]:
+    return ["-I", "PREROUTING", "1", "-i", dev, "-d", "127.0.0.0/8", "-m", "comment",
+            "--comment", _comment(uuid), "-j", "DROP"]
 
 
 @contextlib.contextmanager
@@ -156,21 +190,21 @@ def install(pp: PodPaths, uuid: str, fws: Sequence[Forward], pod_ip: str) -> Non
         return
     if not pod_ip:
         raise NetworkError("--port: the pod's network gave it no IPv4 address to forward to")
+    dev = _route_dev(pod_ip)
     with _machine_lock():
-        listing = _iptables(["-t", "nat", "-S"])
+        nat = _save().get("nat", [])
         for kind in ("DNAT", "SNAT"):
-            if f"-N {chain(uuid, kind)}\n" in listing:
+            if _has_chain(nat, chain(uuid, kind)):
                 raise NetworkError(f"iptables nat chain {chain(uuid, kind)} exists already "
                                    "(a pod whose UUID starts alike forwards ports)")
         for fw in fws:
-            _check_free(fw, listing)
+            _check_free(fw, "\n".join(nat))
         replace_file(_record_path(pp), json.dumps({"uuid": uuid}) + "\n", durable=True)
         lines: list[list[str]] = [[f":{chain(uuid, k)}", "-", "[0:0]"] for k in ("DNAT", "SNAT")]
         lines += [["-I", base, "1", *_jump(uuid, kind)] for base, kind in JUMPS]
         for fw in fws:
             lines += _rules(uuid, fw, pod_ip)
-        _restore(lines)
-    dev = _route_dev(pod_ip)
+        _restore({"nat": lines, "raw": [_localnet_guard(uuid, dev)] if dev else []})
     if dev is not None:  # 127.0.0.1 → pod: may leave loopback on the way to the pod
         with contextlib.suppress(OSError):
             Path(f"/proc/sys/net/ipv4/conf/{dev}/route_localnet").write_text("1\n")
@@ -186,15 +220,19 @@ def remove(pp: PodPaths) -> None:
     except (OSError, ValueError, KeyError):
         rec.unlink(missing_ok=True)  # torn before the rules could be made
         return
-    listing = _iptables(["-t", "nat", "-S"])
+    tables = _save()
+    nat = tables.get("nat", [])
     lines: list[list[str]] = []
     for base, kind in JUMPS:
         jump = _jump(uuid, kind)
         lines += [["-D", base, *jump]] * sum(
-            1 for ln in listing.splitlines()
+            1 for ln in nat
             if ln.startswith(f"-A {base} ") and ln.endswith(f"-j {chain(uuid, kind)}"))
     for kind in ("DNAT", "SNAT"):
-        if f"-N {chain(uuid, kind)}\n" in listing:
+        if _has_chain(nat, chain(uuid, kind)):
             lines += [["-F", chain(uuid, kind)], ["-X", chain(uuid, kind)]]
-    _restore(lines)
+    # the guard, as iptables-save lists it (its comment names the pod)
+    raw = [["-D", *ln.split(" ", 1)[1:]] for ln in tables.get("raw", [])
+           if ln.startswith("-A PREROUTING ") and _comment(uuid) in ln]
+    _restore({"nat": lines, "raw": raw})
     rec.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -394,6 +395,9 @@ def test_port_forwarding_from_outside_from_the_host_and_from_loopback(
         assert f"-A PREROUTING -m addrtype --dst-type LOCAL -j RKT-PFWD-DNAT-{uuid[:8]}" in nat
         assert re.search(rf"-A RKT-PFWD-DNAT-{uuid[:8]} -p tcp -m tcp --dport 8080 -j DNAT "
                          r"--to-destination 172\.16\.28\.\d+:80", nat), nat
+        raw = run("iptables", "-t", "raw", "-S").stdout
+        assert re.search(rf"-A PREROUTING -d 127\.0\.0\.0/8 -i veth\w+ -m comment --comment "
+                         rf"rkt-{uuid}-no-localnet -j DROP", raw), raw
         # another machine (the world namespace) → the bed's address on its link
         assert wait_for(lambda: _connect("203.0.113.1", 8080, netns="rkttestworld")
                         == "hello-web", 15)
@@ -546,3 +550,39 @@ def test_host_socket_unit_activates_a_pod(env: Rkt, echo_sa: Path) -> None:
         service.unlink(missing_ok=True)
         run("systemctl", "daemon-reload")
     assert wait_for(lambda: census() == before, 15), (census(), before)
+
+
+def test_route_localnet_does_not_open_the_hosts_loopback_to_the_pod(env: Rkt, web: Path) -> None:
+    """--port sets route_localnet=1 on the host side of the pod's veth (so 127.0.0.1 on the
+    host reaches the pod). Alone, that lets whoever is root in the pod's network namespace
+    (raw sockets: CAP_NET_RAW is in the default set) send to the host's 127.0.0.1 through the
+    veth and reach services bound to loopback only (kube-proxy's CVE-2020-8558; one way is
+    enough for UDP). Here the pod's namespace sends so, its lo address dropped: the host's
+    loopback-only listener must receive nothing; it does receive the host's own datagram."""
+    code = ("import socket\n"
+            "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 7009))\n"
+            "print('ready', flush=True)\n"
+            "while True: print(s.recv(100).decode().strip(), flush=True)\n")
+    local_only = subprocess.Popen(["python3", "-c", code], stdout=subprocess.PIPE, text=True)
+    assert local_only.stdout is not None and local_only.stdout.readline().strip() == "ready"
+    uf = env.uuid_file()
+    env("run", INSECURE, "--detach", f"--uuid-file-save={uf}", "--port=http:8084", str(web))
+    uuid = uf.read_text().strip()
+    try:
+        leader = run("machinectl", "show", "-p", "Leader", "--value", f"rkt-{uuid}").stdout
+        pod_ns = ["nsenter", f"--target={leader.strip()}", "--net", "--"]
+        run(*pod_ns, "ip", "addr", "del", "127.0.0.1/8", "dev", "lo")
+        assert "dev eth0" in run(*pod_ns, "ip", "route", "get", "127.0.0.1").stdout
+        send = ("import socket\n"
+                "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "for _ in range(3): s.sendto(b'escaped\\n', ('127.0.0.1', 7009))\n")
+        run(*pod_ns, "python3", "-c", send)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # the listener works
+            s.sendto(b"from-the-host\n", ("127.0.0.1", 7009))
+        time.sleep(0.5)
+    finally:
+        got = _stop(local_only)
+        env("stop", uuid)
+        env("status", "--wait=30s", uuid)
+    assert "from-the-host" in got
+    assert "escaped" not in got, got

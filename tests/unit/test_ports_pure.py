@@ -102,6 +102,9 @@ def test_rules_are_rkts() -> None:
          "-j", "DNAT", "--to-destination", "172.16.28.2:80"],
         ["-A", "RKT-PFWD-SNAT-0123abcd", "-p", "tcp", "-s", "127.0.0.1", "-d", "172.16.28.2",
          "--dport", "80", "-j", "MASQUERADE"]]
+    assert portfwd._localnet_guard(uuid, "veth0") == [
+        "-I", "PREROUTING", "1", "-i", "veth0", "-d", "127.0.0.0/8", "-m", "comment",
+        "--comment", f"rkt-{uuid}-no-localnet", "-j", "DROP"]
     assert portfwd._jump(uuid, "SNAT") == ["-s", "127.0.0.1", "!", "-d", "127.0.0.1", "-j",
                                            "RKT-PFWD-SNAT-0123abcd"]
 
