@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..appc.types import is_ac_name
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,6 +26,8 @@ def parse_flag(value: str) -> ExposedPortDoc:
     if len(parts) < 2:
         raise UsageError(f'--port: "{value}" is not in name:[ip:]port format')
     name, port_text = parts[0], parts[-1]
+    from ..appc.types import is_ac_name  # stage0 only: its regexps stay off stage1's path
+
     if not is_ac_name(name):
         raise UsageError(f'--port: "{name}" is not a valid port name',
                          hint="lower case letters, digits and dashes, as the image names it")

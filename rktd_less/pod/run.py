@@ -339,8 +339,10 @@ def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
                        interactive=opts.interactive,
                        env=(*entry_env().items(), *_selinux_env()),
                        stage1_unit=stage1_unit(s1_manifest),
-                       stop_post=stage1call.entrypoint_at(caller.paths, path,
-                                                          STOP_POST_ANNOTATION))
+                       # only a pod with networks of its own has anything to release
+                       stop_post=(stage1call.entrypoint_at(caller.paths, path,
+                                                           STOP_POST_ANNOTATION)
+                                  if opts.net.contained else None))
     if opts.detach:
         _detach(caller, lx, lock_fd)
         return 0
