@@ -270,8 +270,13 @@ def test_failed_add_halfway_through_two_networks_undoes_the_first(env: Rkt, aci:
     assert pods_after == pods_before  # no pod left behind
 
 
+def _pods(env: Rkt) -> list[str]:
+    """What is in the pods' phase directories (which the first run of a data dir makes)."""
+    return [f for f in env.pod_files() if "/" in f]
+
+
 def test_bad_networks_are_refused_before_anything(env: Rkt, aci: Path) -> None:
-    files = env.pod_files()
+    files = _pods(env)
     before = census()
     for flags, needle in (
             (("--net=nosuch,other",), "networks not found: nosuch, other"),
@@ -292,7 +297,7 @@ def test_bad_networks_are_refused_before_anything(env: Rkt, aci: Path) -> None:
         assert cp.returncode == 254 and 'CNI plugin "nosuchplugin" not found' in cp.stderr, cp
     finally:
         (d / "20-broken.conf").unlink()
-    assert env.pod_files() == files
+    assert _pods(env) == files
     assert census() == before
 
 
@@ -434,7 +439,7 @@ def test_port_forward_to_a_host_ip_and_after_a_crash_gc_removes_the_rules(
 
 
 def test_bad_ports_are_refused_with_nothing_left(env: Rkt, web: Path, aci: Path) -> None:
-    before, files = census(), env.pod_files()
+    before, files = census(), _pods(env)
     two = build_aci(env.work / "web2.aci", name="example.com/web2", version="1.0",
                     exec_=("/bin/true",), app_extra={"ports": PORTS[:1]})
     cases = [
@@ -463,7 +468,17 @@ def test_bad_ports_are_refused_with_nothing_left(env: Rkt, web: Path, aci: Path)
             assert "Traceback" not in cp.stderr
     finally:
         _stop(taken)
-    assert env.pod_files() == files
+    assert _pods(env) == files
+    # rkt prepare keeps the forwards in the pod manifest; run-prepared without a pod network
+    # refuses them and the pod stays prepared
+    uuid = env("prepare", INSECURE, "--quiet", "--port=http:8080", str(web)).stdout.strip()
+    manifest = json.loads((env.data / "pods" / "prepared" / uuid / "pod").read_text())
+    assert manifest["ports"] == [{"name": "http", "hostPort": 8080}]
+    cp = env("run-prepared", "--net=host", uuid, check=False)
+    assert cp.returncode == 254 and "--port flag does not work with 'host' networking" in \
+        cp.stderr, cp
+    assert (env.data / "pods" / "prepared" / uuid).is_dir()
+    env("rm", uuid)
     assert census() == before
 
 
