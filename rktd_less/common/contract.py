@@ -46,6 +46,12 @@ NOTIFY_ANNOTATION = "rktd-less.io/stage1/notify-ready"  # "true": --detach waits
 # as the pod unit's ExecStopPost= with the pod UUID: it releases what the run entrypoint took
 # outside the pod (its networks) as soon as the pod ends, not only at gc.
 STOP_POST_ANNOTATION = "rktd-less.io/stage1/stop-post"
+# "true": the stop-post entrypoint runs for every pod, not only for pods with networks (fly
+# records the app's exit status there).
+STOP_POST_ALWAYS_ANNOTATION = "rktd-less.io/stage1/stop-post-always"
+# "true": the flavour runs every pod on the machine's network (fly): --net does not apply and
+# --port is refused.
+HOST_NETWORK_ANNOTATION = "rktd-less.io/stage1/host-network"
 # The unit properties a stage1 may ask for, with their D-Bus signatures; stage0 sets the
 # others itself (Description, Slice, Type, ExecStart, WorkingDirectory, stdio, CollectMode).
 UNIT_PROPERTY_TYPES = {
@@ -64,6 +70,8 @@ UNIT_PROPERTY_TYPES = {
 class Stage1Unit:
     properties: tuple[tuple[str, str, object], ...] = ()  # (name, D-Bus signature, value)
     notify_ready: bool = False
+    stop_post_always: bool = False
+    host_network: bool = False
 
 
 def _typed(sig: str, value: object) -> bool:
@@ -105,4 +113,6 @@ def stage1_unit(manifest: ImageManifestDoc) -> Stage1Unit:
                 raise Stage1Error(f'stage1 image: unit property "{name}" needs a value of '
                                   f"D-Bus type {sig}, not {json.dumps(value)}")
             props.append((name, sig, value))
-    return Stage1Unit(tuple(props), ann.get(NOTIFY_ANNOTATION) == "true")
+    return Stage1Unit(tuple(props), ann.get(NOTIFY_ANNOTATION) == "true",
+                      stop_post_always=ann.get(STOP_POST_ALWAYS_ANNOTATION) == "true",
+                      host_network=ann.get(HOST_NETWORK_ANNOTATION) == "true")

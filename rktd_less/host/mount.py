@@ -135,13 +135,18 @@ def in_child(fn: Callable[[], None]) -> str | None:
     return None if os.waitstatus_to_exitcode(status) == 0 else (why or "failed")
 
 
+def join_mount_ns(ns_fd: int) -> None:
+    """This process (a child made for it) joins the mount namespace ``ns_fd``."""
+    _check(_libc.setns(ns_fd, CLONE_NEWNS), "join the mount namespace")
+
+
 def call_in_mount_ns(ns_fd: int, fn: Callable[[], None]) -> str | None:
     """Run ``fn`` in a child that first joins the mount namespace ``ns_fd`` (the machine's,
     kept open before :func:`unshare_mounts`): what a process that left it must still undo
     there. Returns the child's error message, or None."""
 
     def joined() -> None:
-        _check(_libc.setns(ns_fd, CLONE_NEWNS), "join the machine's mount namespace")
+        join_mount_ns(ns_fd)
         fn()
 
     return in_child(joined)

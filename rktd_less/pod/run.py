@@ -26,6 +26,7 @@ from ..config import ConfigDirs, Insecure, PathsConfig, Stage1Config
 from ..errors import PodError, RktError, UsageError
 from ..net.dns import DnsConfig
 from ..net.netlist import NetList
+from ..net.netlist import parse as netlist_parse
 from ..paths import Paths
 from . import launch, names, poddir, stage1call, stage1select, userns
 from .prepare import (
@@ -297,6 +298,12 @@ def check_networks(caller: Caller, path: Path, nets: NetList) -> None:
     """The networks a pod is to start with exist and their plugins are there, and a pod with
     forwarded ports has one: refused before the pod is in ``run`` (stage1 loads them again as
     it sets them up)."""
+    pp = PodPaths(path)
+    if stage1_unit(read_image_manifest(pp.stage1_manifest)).host_network:
+        if read_pod_manifest(pp.manifest).get("ports"):
+            raise UsageError("--port does not apply: this pod's stage1 runs it on the host's "
+                             "network", hint="the app's ports are the host's ports")
+        return
     if not nets.contained:
         if read_pod_manifest(PodPaths(path).manifest).get("ports"):
             from ..net.ports import check_net
@@ -334,15 +341,20 @@ def start(caller: Caller, uuid: str, path: Path, lock_fd: int, entrypoint: Path,
     except (OSError, ValueError) as e:
         raise PodError(f'pod "{uuid}": its stage1 manifest is unreadable: {e}') from None
     _write_dns_files(path, opts.dns)
+    s1_unit = stage1_unit(s1_manifest)
+    if s1_unit.host_network:  # fly: --net does not apply
+        opts = dataclasses.replace(opts, net=netlist_parse(["host"]))
     lx = launch.Launch(uuid=uuid, poddir=path, entrypoint=entrypoint,
                        args=stage1_args(caller, uuid, path, opts),
                        interactive=opts.interactive,
                        env=(*entry_env().items(), *_selinux_env()),
-                       stage1_unit=stage1_unit(s1_manifest),
-                       # only a pod with networks of its own has anything to release
+                       stage1_unit=s1_unit,
+                       # a pod with networks of its own has them to release; fly records the
+                       # app's exit status there
                        stop_post=(stage1call.entrypoint_at(caller.paths, path,
                                                            STOP_POST_ANNOTATION)
-                                  if opts.net.contained else None))
+                                  if opts.net.contained or s1_unit.stop_post_always
+                                  else None))
     if opts.detach:
         _detach(caller, lx, lock_fd)
         return 0
@@ -399,7 +411,7 @@ def run(caller: Caller, req: PodRequest, opts: StartOptions) -> tuple[str, int]:
             saved.unlink(missing_ok=True)
         raise
     status = start(caller, embryo.uuid, path, embryo.fd, prep.entrypoint, opts)
-    if status and not PodPaths(path).ppid.exists():
+    if status and not (PodPaths(path).ppid.exists() or PodPaths(path).pid.exists()):
         # stage1 failed before the pod existed (its networks, its mounts: it said why and
         # undid them): like a failed prepare, nothing of it is left
         discard_unstarted(caller, path, embryo.uuid, req.pod_name)

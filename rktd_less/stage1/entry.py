@@ -40,6 +40,7 @@ from . import sockets, units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
 from .diagnose import exec_problem
 from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
+from .verbs import dispatch, parse_opts
 
 if TYPE_CHECKING:
     from ..common.manifests import ImageManifestDoc, PodManifestDoc, RuntimeAppDoc, VolumeDoc
@@ -57,23 +58,11 @@ GENERATOR_DIRS = ("system-generators", "system-environment-generators")
 HERE = Path(".")
 
 
-def _opts(args: list[str]) -> tuple[dict[str, str], str]:
-    opts: dict[str, str] = {}
-    if not args:
-        raise RktError("missing pod UUID")
-    for a in args[:-1]:
-        if not a.startswith("--"):
-            raise RktError(f"unexpected argument {a!r}")
-        k, _, v = a[2:].partition("=")
-        opts[k] = v or "true"
-    return opts, args[-1]
-
-
 def _systemd_booted() -> bool:
     return os.path.isdir("/run/systemd/system")
 
 
-def _lock_pod(poddir: Path) -> int:
+def lock_pod(poddir: Path) -> int:
     env_fd = os.environ.pop("RKT_LOCK_FD", "")
     if env_fd.isdigit():
         fd = int(env_fd)
@@ -148,7 +137,7 @@ def _app_unit(ra: RuntimeAppDoc, approot: Path, manifest: ImageManifestDoc,
     return unit, env
 
 
-def _mount_volumes(poddir: Path, approot: Path, ra: RuntimeAppDoc,
+def mount_volumes(poddir: Path, approot: Path, ra: RuntimeAppDoc,
                    volumes: dict[str, VolumeDoc], mount: Any) -> list[DeviceMount]:
     """Bind each of the app's mounts (a host dir or the pod's empty volume) into its rootfs,
     read-only where the volume or the mount says so. Returns the device files among them, which
@@ -176,7 +165,7 @@ def _mount_volumes(poddir: Path, approot: Path, ra: RuntimeAppDoc,
 def run(args: list[str]) -> int:
     from ..host import mount  # only the run entrypoint mounts
 
-    opts, uuid = _opts(args)
+    opts, uuid = parse_opts(args)
     poddir = Path.cwd()
     debug = opts.get("debug") == "true"
     nets = netlist.parse([opts["net"]] if "net" in opts else [])
@@ -191,7 +180,7 @@ def run(args: list[str]) -> int:
     relax = Relax(capabilities=opts.get("disable-capabilities-restriction") == "true",
                   paths=opts.get("disable-paths") == "true",
                   seccomp=opts.get("disable-seccomp") == "true")
-    lock_fd = _lock_pod(poddir)
+    lock_fd = lock_pod(poddir)
     pp = PodPaths(poddir)
     pod = read_pod_manifest(pp.manifest)
     data = poddir.parents[2]
@@ -248,7 +237,7 @@ def run(args: list[str]) -> int:
             mtab = approot / "etc" / "mtab"
             if not os.path.lexists(mtab) and not mtab.parent.is_symlink():
                 os.symlink("../proc/self/mounts", mtab)  # as rkt's prepare-app
-            devices = _mount_volumes(poddir, approot, ra, volumes, mount)
+            devices = mount_volumes(poddir, approot, ra, volumes, mount)
             etc_binds = _etc_binds(approot, etc_files)
             if ra.get("readOnlyRootFS"):
                 # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
@@ -454,7 +443,7 @@ def _net_down(poddir: Path, uuid: str, host_mnt: int | None = None) -> None:
 
 def stop_post(args: list[str]) -> int:
     """ExecStopPost= of the pod unit: the pod ended (however), its networks go now."""
-    uuid = _opts(args)[1]
+    uuid = parse_opts(args)[1]
     _net_down(HERE, uuid)
     return 0
 
@@ -462,7 +451,7 @@ def stop_post(args: list[str]) -> int:
 def stop(args: list[str]) -> int:
     from ..common.podstatus import is_ready  # not on the run entrypoint's path
 
-    opts, _uuid = _opts(args)
+    opts, _uuid = parse_opts(args)
     poddir = Path.cwd()
     force = opts.get("force") == "true"
     if not force:
@@ -485,7 +474,7 @@ def gc(args: list[str]) -> int:
     import re
     import shutil
 
-    uuid = _opts(args)[1]
+    uuid = parse_opts(args)[1]
     mid = machine_id(uuid)
     if not re.fullmatch(r"[0-9a-f]{32}", mid):
         raise RktError(f"not a pod UUID: {uuid!r}")
@@ -516,9 +505,5 @@ def enter(args: list[str]) -> int:
 
 
 def main(verb: str, args: list[str]) -> int:
-    try:
-        return {"init": run, "stop": stop, "gc": gc, "enter": enter,
-                "stop-post": stop_post}[verb](args)
-    except RktError as e:
-        print(f"stage1: {e}", file=sys.stderr)
-        return 254
+    return dispatch({"init": run, "stop": stop, "gc": gc, "enter": enter,
+                     "stop-post": stop_post}, verb, args)

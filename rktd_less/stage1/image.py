@@ -40,8 +40,14 @@ class BuildError(Exception):
     pass
 
 
-def entry_script(verb: str) -> bytes:
-    code = ("import sys; from rktd_less.stage1.entry import main; "
+# The Python module of a flavour's entrypoints (its ``main(verb, args)``), named in the source's
+# manifest; nspawn's is the default.
+ENTRY_MODULE_ANNOTATION = "rktd-less.io/stage1/python-entry"
+DEFAULT_ENTRY_MODULE = "rktd_less.stage1.entry"
+
+
+def entry_script(verb: str, module: str = DEFAULT_ENTRY_MODULE) -> bytes:
+    code = (f"import sys; from {module} import main; "
             f"sys.exit(main({verb!r}, sys.argv[1:]))")
     return (
         "#!/bin/sh\n"
@@ -104,8 +110,10 @@ def build_aci(source: Path, dest: Path) -> None:
             _add(tar, f"rootfs/{name}", kind=tarfile.SYMTYPE, mode=0o777, link=target)
         _add(tar, "rootfs/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         _add(tar, "rootfs/etc/group", b"root:x:0:\n")
+        module = next((a["value"] for a in json.loads(manifest).get("annotations", [])
+                       if a.get("name") == ENTRY_MODULE_ANNOTATION), DEFAULT_ENTRY_MODULE)
         for verb in ENTRYPOINTS:
-            _add(tar, f"rootfs/{verb}", entry_script(verb), mode=0o755)
+            _add(tar, f"rootfs/{verb}", entry_script(verb, module), mode=0o755)
         static = source / "rootfs"
         for path in sorted(static.rglob("*")):
             rel = "rootfs/" + path.relative_to(static).as_posix()

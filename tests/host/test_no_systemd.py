@@ -226,3 +226,28 @@ def test_default_network_without_systemd(env: Rkt, aci: Path, before: Snapshot) 
     assert "CNI-" not in nat, nat
     env("gc", "--grace-period=0s")
     assert_nothing_left(before, uuid)
+
+
+def test_fly_without_systemd(env: Rkt, aci: Path, before: Snapshot) -> None:
+    """stage1-fly where no systemd runs: the app is rkt's process, its status is rkt's, and
+    its mounts die with it; stop ends it."""
+    uf = env.uuid_file()
+    cp = env(INSECURE, "run", "--stage1-from-dir=stage1-fly.aci", f"--uuid-file-save={uf}",
+             str(aci), "--exec", "/bin/sh", "--", "-c", "echo fly-out; exit 7", check=False,
+             timeout=60)
+    uuid = uf.read_text()
+    assert cp.returncode == 7, cp
+    assert cp.stdout == "fly-out\n"
+    assert status(env, uuid).get("state") == "exited"
+    env("rm", uuid)
+    assert_nothing_left(before, uuid)
+    uf.unlink()
+    p = env.popen(INSECURE, "run", "--stage1-from-dir=stage1-fly.aci", f"--uuid-file-save={uf}",
+                  str(aci), "--exec", "/bin/sleep", "--", "1000")
+    uuid = wait_file(uf)
+    assert wait_for(lambda: status(env, uuid).get("state") == "running", timeout=30)
+    env("stop", uuid)
+    finish(p, uuid)
+    assert p.returncode == -signal.SIGTERM  # rkt's process was the app's (a shell says 143)
+    env("rm", uuid)
+    assert_nothing_left(before, uuid)
