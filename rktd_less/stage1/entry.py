@@ -162,6 +162,105 @@ def mount_volumes(poddir: Path, approot: Path, ra: RuntimeAppDoc,
     return devices
 
 
+@dataclasses.dataclass(frozen=True)
+class PodRoot:
+    """What :func:`build_pod_root` made: the stage1 root with every app's rootfs, volumes and
+    unit, for a flavour to boot (nspawn, or a VM's systemd)."""
+
+    hostname: str
+    app_units: list[units.AppUnit]
+    apps_caps: list[tuple[str, ...]]
+    stdin_fifo: Path | None  # with stdin_stream: the (one) app's stdin FIFO
+
+
+def build_pod_root(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
+                   *, attached: list[Attached], private_network: bool, relax: Relax,
+                   interactive: bool, stdin_stream: bool, host_ports: dict[str, int],
+                   given: dict[tuple[str, int], int], mount: Any) -> PodRoot:
+    """The pod's stage1 root, in this process's private mount namespace: the stage1 and app
+    overlays (or the --no-overlay copies), reserved dirs, the machine's assets, hostname and
+    etc files, each app's volumes, read-only rootfs, env file and unit, and the pod's units,
+    accounts and machine-id (the nspawn and kvm flavours share all of it: one source)."""
+    root = pp.stage1_rootfs
+    data = pp.root.parents[2]
+    s1tree = pp.stage1_tree_id.read_text().strip()
+    overlay = pp.overlay_prepared.exists()  # else --no-overlay: copies in place
+    if overlay:
+        ov = pp.overlay(s1tree)
+        mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work",
+                      root)
+    for d in RESERVED_DIRS:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    _host_assets(root)
+    hostname = opts.get("hostname") or machine_name(uuid)
+    _write(root / "etc" / "hostname", hostname + "\n")
+    etc_files = _etc_files(opts, pp, root, hostname, attached)
+
+    app_units: list[units.AppUnit] = []
+    apps_caps: list[tuple[str, ...]] = []
+    stdin_fifo: Path | None = None  # with stdin_stream: the (one) app's stdin FIFO
+    volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
+    for ra in pod.get("apps", []):
+        name = ra["name"]
+        tree = pp.app_tree_id(name).read_text().strip()
+        approot = pp.app_rootfs(name)
+        if overlay:
+            aov = pp.overlay(tree)
+            mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
+                          aov / "work" / name, approot)
+        for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
+            p = approot / d
+            if not os.path.lexists(p):
+                p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
+        mtab = approot / "etc" / "mtab"
+        if not os.path.lexists(mtab) and not mtab.parent.is_symlink():
+            os.symlink("../proc/self/mounts", mtab)  # as rkt's prepare-app
+        devices = mount_volumes(pp.root, approot, ra, volumes, mount)
+        etc_binds = _etc_binds(approot, etc_files)
+        if ra.get("readOnlyRootFS"):
+            # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
+            # were made; its volumes are mounts of their own and keep their own flags
+            if not overlay:  # a plain directory: made a mount of its own first
+                mount.bind(approot, approot, recursive=True)
+            mount.remount_readonly(approot)
+        manifest_bytes = pp.app_image_manifest(name).read_bytes()
+        (approot.parent / "manifest").write_bytes(manifest_bytes)
+        img_manifest = read_image_manifest(manifest_bytes)
+        isolators = _isolators(ra, img_manifest)
+        unit, env = _app_unit(ra, approot, img_manifest, interactive, isolators, relax,
+                              private_network, devices,
+                              sockets.listen_ports(ra.get("app") or img_manifest.get("app")
+                                                   or {}, host_ports, given))
+        unit = dataclasses.replace(unit, confinement=(*unit.confinement, *etc_binds))
+        apps_caps.append(app_capabilities(isolators))
+        if stdin_stream:  # --interactive takes exactly one app
+            unit = dataclasses.replace(unit, stdin_fifo=True)
+            stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
+            if not stdin_fifo.exists():
+                os.mkfifo(stdin_fifo, 0o600)
+        app_units.append(unit)
+        # what the reaper says should the program not start (systemd's 203), as rkt's
+        problem = exec_problem(approot, unit.argv[0])
+        diag = root / "rkt" / "diag" / name
+        if problem is not None:
+            _write(diag, problem + "\n")
+        else:
+            diag.unlink(missing_ok=True)
+        _write(root / "rkt" / "env" / name, units.env_file(env))
+        fifo = root / "rkt" / "iomux" / name
+        if not interactive and not fifo.exists():
+            os.mkfifo(fifo, 0o600)
+
+    for fname, text in units.pod_units(app_units).items():
+        _write(root / units.UNIT_DIR / fname, text)
+    _write(root / "rkt" / "apps", "".join(f"{a.name}\n" for a in app_units))
+    passwd, group = units.stage1_accounts(app_units)
+    _write(root / "etc" / "passwd", passwd)
+    _write(root / "etc" / "group", group)
+    _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
+    return PodRoot(hostname, app_units, apps_caps, stdin_fifo)
+
+
 def run(args: list[str]) -> int:
     from ..host import mount  # only the run entrypoint mounts
 
@@ -186,8 +285,6 @@ def run(args: list[str]) -> int:
     data = poddir.parents[2]
     s1tree = pp.stage1_tree_id.read_text().strip()
     root = pp.stage1_rootfs
-
-    overlay = pp.overlay_prepared.exists()  # else --no-overlay: copies in place
     private_users = opts.get("private-users", "")
     if private_users:
         private_users = UidRange.parse(private_users).serialize()
@@ -207,79 +304,11 @@ def run(args: list[str]) -> int:
     host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     try:
         mount.unshare_mounts()
-        if overlay:
-            ov = pp.overlay(s1tree)
-            mount.overlay([data / "cas" / "tree" / s1tree / "rootfs"], ov / "upper", ov / "work",
-                          root)
-        for d in RESERVED_DIRS:
-            (root / d).mkdir(parents=True, exist_ok=True)
-        _host_assets(root)
-        hostname = opts.get("hostname") or machine_name(uuid)
-        _write(root / "etc" / "hostname", hostname + "\n")
-        etc_files = _etc_files(opts, pp, root, hostname, attached)
-
-        app_units: list[units.AppUnit] = []
-        apps_caps: list[tuple[str, ...]] = []
-        stdin_fifo: Path | None = None  # with stdin_stream: the (one) app's stdin FIFO
-        volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
-        for ra in pod.get("apps", []):
-            name = ra["name"]
-            tree = pp.app_tree_id(name).read_text().strip()
-            approot = pp.app_rootfs(name)
-            if overlay:
-                aov = pp.overlay(tree)
-                mount.overlay([data / "cas" / "tree" / tree / "rootfs"], aov / "upper" / name,
-                              aov / "work" / name, approot)
-            for d in ("proc", "sys", "dev", "tmp", "run", "etc"):
-                p = approot / d
-                if not os.path.lexists(p):
-                    p.mkdir(mode=0o1777 if d == "tmp" else 0o755)
-            mtab = approot / "etc" / "mtab"
-            if not os.path.lexists(mtab) and not mtab.parent.is_symlink():
-                os.symlink("../proc/self/mounts", mtab)  # as rkt's prepare-app
-            devices = mount_volumes(poddir, approot, ra, volumes, mount)
-            etc_binds = _etc_binds(approot, etc_files)
-            if ra.get("readOnlyRootFS"):
-                # rkt's --readonly-rootfs: the app's rootfs mount read-only, after its mount points
-                # were made; its volumes are mounts of their own and keep their own flags
-                if not overlay:  # a plain directory: made a mount of its own first
-                    mount.bind(approot, approot, recursive=True)
-                mount.remount_readonly(approot)
-            manifest_bytes = pp.app_image_manifest(name).read_bytes()
-            (approot.parent / "manifest").write_bytes(manifest_bytes)
-            img_manifest = read_image_manifest(manifest_bytes)
-            isolators = _isolators(ra, img_manifest)
-            unit, env = _app_unit(ra, approot, img_manifest, interactive, isolators, relax,
-                                  not nets.host, devices,
-                                  sockets.listen_ports(ra.get("app") or img_manifest.get("app")
-                                                       or {}, host_ports, given))
-            unit = dataclasses.replace(unit, confinement=(*unit.confinement, *etc_binds))
-            apps_caps.append(app_capabilities(isolators))
-            if stdin_stream:  # --interactive takes exactly one app
-                unit = dataclasses.replace(unit, stdin_fifo=True)
-                stdin_fifo = root / "rkt" / "iomux" / f"{name}.stdin"
-                if not stdin_fifo.exists():
-                    os.mkfifo(stdin_fifo, 0o600)
-            app_units.append(unit)
-            # what the reaper says should the program not start (systemd's 203), as rkt's
-            problem = exec_problem(approot, unit.argv[0])
-            diag = root / "rkt" / "diag" / name
-            if problem is not None:
-                _write(diag, problem + "\n")
-            else:
-                diag.unlink(missing_ok=True)
-            _write(root / "rkt" / "env" / name, units.env_file(env))
-            fifo = root / "rkt" / "iomux" / name
-            if not interactive and not fifo.exists():
-                os.mkfifo(fifo, 0o600)
-
-        for fname, text in units.pod_units(app_units).items():
-            _write(root / units.UNIT_DIR / fname, text)
-        _write(root / "rkt" / "apps", "".join(f"{a.name}\n" for a in app_units))
-        passwd, group = units.stage1_accounts(app_units)
-        _write(root / "etc" / "passwd", passwd)
-        _write(root / "etc" / "group", group)
-        _write(root / "etc" / "machine-id", machine_id(uuid) + "\n", 0o444)
+        built = build_pod_root(opts, uuid, pp, pod, attached=attached,
+                               private_network=not nets.host, relax=relax,
+                               interactive=interactive, stdin_stream=stdin_stream,
+                               host_ports=host_ports, given=given, mount=mount)
+        hostname, apps_caps, stdin_fifo = built.hostname, built.apps_caps, built.stdin_fifo
 
         if stdin_fifo is not None:
             from ..host.relay import start_stdin_relay

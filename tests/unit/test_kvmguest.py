@@ -1,0 +1,75 @@
+"""The kvm stage1's guest kernel and initramfs builder (pure parts)."""
+
+from __future__ import annotations
+
+import lzma
+import stat
+from pathlib import Path
+
+import pytest
+
+from rktd_less.errors import RktError
+from rktd_less.stage1 import kvmguest as k
+
+
+def test_extract_vmlinux_finds_the_xz_payload() -> None:
+    elf = b"\x7fELF" + bytes(range(256)) * 64
+    decoy = lzma.compress(b"not a kernel", format=lzma.FORMAT_XZ)
+    bz = b"MZ setup code " + decoy + b"\x00" * 17 + lzma.compress(elf) + b"trailer"
+    assert k.extract_vmlinux(bz) == elf
+    with pytest.raises(RktError, match="no xz-compressed ELF kernel"):
+        k.extract_vmlinux(b"MZ" + decoy)
+
+
+def _ko(path: Path, depends: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x7fELF...\x00license=GPL\x00depends=" + depends.encode()
+                     + b"\x00intree=Y\x00")
+
+
+def test_load_order_puts_dependencies_first(tmp_path: Path) -> None:
+    _ko(tmp_path / "kernel/fs/9p/9p.ko", "9pnet,netfs")
+    _ko(tmp_path / "kernel/net/9p/9pnet.ko", "")
+    _ko(tmp_path / "kernel/fs/netfs/netfs.ko", "fscache")
+    _ko(tmp_path / "kernel/fs/fscache/fscache.ko", "")
+    _ko(tmp_path / "kernel/net/9p/9pnet_virtio.ko", "9pnet,virtio_ring")
+    _ko(tmp_path / "kernel/drivers/virtio/virtio_ring.ko", "")
+    order = [p.name for p in k.load_order(tmp_path, ["9pnet_virtio", "9p"])]
+    assert order == ["9pnet.ko", "virtio_ring.ko", "9pnet_virtio.ko", "fscache.ko",
+                     "netfs.ko", "9p.ko"]
+    with pytest.raises(RktError, match='kernel module "nosuch" not found'):
+        k.load_order(tmp_path, ["nosuch"])
+    _ko(tmp_path / "a.ko", "b")
+    _ko(tmp_path / "b.ko", "a")
+    with pytest.raises(RktError, match="dependency loop: a -> b -> a"):
+        k.load_order(tmp_path, ["a"])
+
+
+def _read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, data): an independent reading of the newc format."""
+    out, at = {}, 0
+    while True:
+        assert data[at:at + 6] == b"070701"
+        fields = [int(data[at + 6 + 8 * i:at + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name = data[at + 110:at + 110 + namesize - 1].decode()
+        at += 110 + namesize
+        at += -at % 4
+        body = data[at:at + size]
+        at += size
+        at += -at % 4
+        if name == "TRAILER!!!":
+            return out
+        out[name] = (mode, body)
+
+
+def test_initramfs_is_a_newc_archive(tmp_path: Path) -> None:
+    mod = tmp_path / "virtio.ko"
+    mod.write_bytes(b"module")
+    files = _read_newc(k.initramfs(b"\x7fELFbusybox", [mod], b"#!/bin/sh\necho hi\n"))
+    assert files["init"] == (stat.S_IFREG | 0o755, b"#!/bin/sh\necho hi\n")
+    assert files["bin/busybox"][1] == b"\x7fELFbusybox"
+    assert files["bin/sh"] == (stat.S_IFLNK | 0o777, b"busybox")
+    assert files["lib/modules/virtio.ko"][1] == b"module"
+    assert files["lib/modules/load-order"][1] == b"virtio.ko\n"
+    assert stat.S_ISDIR(files["pod"][0]) and stat.S_ISDIR(files["newroot"][0])
