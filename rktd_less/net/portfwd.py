@@ -107,9 +107,33 @@ def _comment(uuid: str) -> str:
     return f"rkt-{uuid}-no-localnet"
 
 
-def _localnet_guard(uuid: str, dev: str) -> list[str]:
+def _localnet_guard(uuid: str, dev: str, was: str) -> list[str]:
+    """The guard names the pod and the interface's route_localnet before the first rkt pod
+    set it (``-was0``): the last guard to go restores that value."""
     return ["-I", "PREROUTING", "1", "-i", dev, "-d", "127.0.0.0/8", "-m", "comment",
-            "--comment", _comment(uuid), "-j", "DROP"]
+            "--comment", f"{_comment(uuid)}-was{was}", "-j", "DROP"]
+
+
+def _guards(raw: Sequence[str], dev: str) -> list[str]:
+    """The rkt guards of ``dev`` among iptables-save's raw lines."""
+    return [ln for ln in raw if ln.startswith("-A PREROUTING ") and f" -i {dev} " in ln
+            and "-no-localnet-was" in ln]
+
+
+def _localnet_path(dev: str) -> Path:
+    return Path(f"/proc/sys/net/ipv4/conf/{dev}/route_localnet")
+
+
+def _original_localnet(raw: Sequence[str], dev: str) -> str:
+    """route_localnet of ``dev`` before rkt pods set it: another pod's guard knows it, else it
+    is the current value."""
+    for ln in _guards(raw, dev):
+        at = ln.find("-no-localnet-was")
+        return ln[at + len("-no-localnet-was")]
+    try:
+        return _localnet_path(dev).read_text().strip()[:1] or "0"
+    except OSError:
+        return "0"
 
 
 @contextlib.contextmanager
@@ -164,7 +188,8 @@ def _check_free(fw: Forward, listing: str) -> None:
 
 
 def _route_dev(ip: str) -> str | None:
-    """The interface of the main table's longest-prefix route to ``ip`` (/proc/net/route)."""
+    """The interface of the main table's longest-prefix route to ``ip`` (/proc/net/route),
+    unless that is the default route: route_localnet is never set on the machine's uplink."""
     target = int.from_bytes(socket.inet_aton(ip), "little")
     best: tuple[int, str] | None = None
     with open("/proc/net/route") as f:
@@ -176,7 +201,7 @@ def _route_dev(ip: str) -> str | None:
                 bits = bin(mask).count("1")
                 if best is None or bits > best[0]:
                     best = (bits, w[0])
-    return best[1] if best else None
+    return best[1] if best and best[0] > 0 else None
 
 
 def _record_path(pp: PodPaths) -> Path:
@@ -192,34 +217,45 @@ def install(pp: PodPaths, uuid: str, fws: Sequence[Forward], pod_ip: str) -> Non
         raise NetworkError("--port: the pod's network gave it no IPv4 address to forward to")
     dev = _route_dev(pod_ip)
     with _machine_lock():
-        nat = _save().get("nat", [])
+        tables = _save()
+        nat = tables.get("nat", [])
         for kind in ("DNAT", "SNAT"):
             if _has_chain(nat, chain(uuid, kind)):
                 raise NetworkError(f"iptables nat chain {chain(uuid, kind)} exists already "
                                    "(a pod whose UUID starts alike forwards ports)")
         for fw in fws:
             _check_free(fw, "\n".join(nat))
-        replace_file(_record_path(pp), json.dumps({"uuid": uuid}) + "\n", durable=True)
+        replace_file(_record_path(pp), json.dumps({"uuid": uuid, "dev": dev}) + "\n",
+                     durable=True)
         lines: list[list[str]] = [[f":{chain(uuid, k)}", "-", "[0:0]"] for k in ("DNAT", "SNAT")]
         lines += [["-I", base, "1", *_jump(uuid, kind)] for base, kind in JUMPS]
         for fw in fws:
             lines += _rules(uuid, fw, pod_ip)
-        _restore({"nat": lines, "raw": [_localnet_guard(uuid, dev)] if dev else []})
-    if dev is not None:  # 127.0.0.1 → pod: may leave loopback on the way to the pod
-        with contextlib.suppress(OSError):
-            Path(f"/proc/sys/net/ipv4/conf/{dev}/route_localnet").write_text("1\n")
+        guard = ([_localnet_guard(uuid, dev, _original_localnet(tables.get("raw", []), dev))]
+                 if dev else [])
+        _restore({"nat": lines, "raw": guard})
+        if dev is not None:  # 127.0.0.1 → pod: may leave loopback on the way to the pod
+            with contextlib.suppress(OSError):
+                _localnet_path(dev).write_text("1\n")
 
 
 def remove(pp: PodPaths) -> None:
     """Remove the pod's chains and the jumps to them, whatever of them exists; idempotent."""
     rec = _record_path(pp)
     try:
-        uuid = str(json.loads(rec.read_bytes())["uuid"])
+        doc = json.loads(rec.read_bytes())
+        uuid, dev = str(doc["uuid"]), doc.get("dev")
     except FileNotFoundError:
         return
     except (OSError, ValueError, KeyError):
         rec.unlink(missing_ok=True)  # torn before the rules could be made
         return
+    with _machine_lock():
+        _remove_locked(uuid, dev if isinstance(dev, str) else None)
+    rec.unlink(missing_ok=True)
+
+
+def _remove_locked(uuid: str, dev: str | None) -> None:
     tables = _save()
     nat = tables.get("nat", [])
     lines: list[list[str]] = []
@@ -232,7 +268,14 @@ def remove(pp: PodPaths) -> None:
         if _has_chain(nat, chain(uuid, kind)):
             lines += [["-F", chain(uuid, kind)], ["-X", chain(uuid, kind)]]
     # the guard, as iptables-save lists it (its comment names the pod)
-    raw = [["-D", *ln.split(" ", 1)[1:]] for ln in tables.get("raw", [])
-           if ln.startswith("-A PREROUTING ") and _comment(uuid) in ln]
-    _restore({"nat": lines, "raw": raw})
-    rec.unlink(missing_ok=True)
+    ours = [ln for ln in tables.get("raw", [])
+            if ln.startswith("-A PREROUTING ") and _comment(uuid) in ln]
+    _restore({"nat": lines, "raw": [["-D", *ln.split(" ", 1)[1:]] for ln in ours]})
+    # the last rkt pod forwarding through ``dev`` gives it back its route_localnet (a bridge
+    # outlives its pods: left at 1 without a guard, it would open the machine's loopback)
+    if dev is not None and ours and not [ln for ln in _guards(tables.get("raw", []), dev)
+                                         if ln not in ours]:
+        was = _original_localnet(ours, dev)
+        with contextlib.suppress(OSError):
+            if _localnet_path(dev).read_text().strip() != was:
+                _localnet_path(dev).write_text(f"{was}\n")

@@ -42,7 +42,7 @@ def parse_flag(value: str) -> ExposedPortDoc:
         if ip.version != 4:
             raise UsageError(f'--port: "{parts[1]}": only IPv4 host addresses are forwarded')
         doc["hostIP"] = str(ip)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise UsageError(f'--port: "{port_text}" is not a valid port number',
                          hint="1 to 65535")
     doc["hostPort"] = int(port_text)
@@ -78,6 +78,24 @@ class Forward:
         return ANY in (self.host_ip, other.host_ip) or self.host_ip == other.host_ip
 
 
+def _ipv4(value: object) -> str:
+    """A forward's host address: an IPv4 literal (iptables would resolve a name)."""
+    if value is None or value == "":
+        return ANY
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(str(value)))
+    except ValueError:
+        raise UsageError(f'--port: host IP "{value}" is not an IPv4 address') from None
+
+
+def _port(value: object, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
+        return value
+    raise UsageError(f"--port: {what} {value!r} is not a port number (1 to 65535)")
+
+
 def _app_port(apps: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
     found: list[tuple[str, Mapping[str, Any]]] = []
     for ra in apps:
@@ -103,8 +121,9 @@ def forwards(manifest: Mapping[str, Any]) -> list[Forward]:
         if proto not in ("tcp", "udp"):
             raise UsageError(f'--port: port "{ep["name"]}" has protocol "{proto}": only tcp and '
                              "udp are forwarded")
-        fw = Forward(name=str(ep["name"]), protocol=proto, host_ip=str(ep.get("hostIP") or ANY),
-                     host_port=int(ep["hostPort"]), pod_port=int(port["port"]),
+        fw = Forward(name=str(ep["name"]), protocol=proto, host_ip=_ipv4(ep.get("hostIP")),
+                     host_port=_port(ep.get("hostPort"), f'port "{ep["name"]}" hostPort'),
+                     pod_port=_port(port.get("port"), f'app port "{ep["name"]}"'),
                      socket_activated=bool(port.get("socketActivated")))
         for prev in out:
             if fw.conflicts(prev):

@@ -113,7 +113,7 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
     ]
     if launch.stop_post is not None:  # runs however the pod ended; its failure is logged only
         post = str(launch.stop_post)
-        props.append(("ExecStopPost", "a(sasb)", [[post, [post, launch.uuid], True]]))
+        props.append(("ExecStopPost", "a(sasb)", [[post, stop_post_argv(launch), True]]))
     if add_ref:
         props.append(("AddRef", "b", True))
     if pass_stdio:
@@ -122,6 +122,14 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
                   ("StandardOutputFileDescriptor", "h", 1),
                   ("StandardErrorFileDescriptor", "h", 2)]
     return props
+
+
+def stop_post_argv(launch: Launch) -> list[str]:
+    """The stop-post entrypoint with the pods directory, where it finds the pod should `rkt
+    gc` have moved it from the unit's working directory (run/ → exited-garbage/) first."""
+    assert launch.stop_post is not None
+    post = str(launch.stop_post)
+    return [post, f"--pods-dir={launch.poddir.parent.parent}", launch.uuid]
 
 
 def stop_post_unit(uuid: str) -> str:
@@ -146,7 +154,7 @@ def stop_post_properties(launch: Launch, owner: str) -> list[tuple[str, str, obj
         ("Environment", "as", [*s1_env, *(f"{k}={v}" for k, v in launch.env)]),
         ("BindsTo", "as", [owner]),
         ("Before", "as", [owner]),
-        ("ExecStop", "a(sasb)", [[post, [post, launch.uuid], True]]),
+        ("ExecStop", "a(sasb)", [[post, stop_post_argv(launch), True]]),
     ]
 
 

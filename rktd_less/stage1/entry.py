@@ -109,7 +109,7 @@ def _isolators(ra: RuntimeAppDoc, manifest: ImageManifestDoc) -> list[dict[str, 
 def _app_unit(ra: RuntimeAppDoc, approot: Path, manifest: ImageManifestDoc,
               interactive: bool, isolators: list[dict[str, Any]], relax: Relax,
               private_network: bool, devices: list[DeviceMount],
-              listen: tuple[tuple[str, int], ...] = ()
+              listen: tuple[tuple[str, str], ...] = ()
               ) -> tuple[units.AppUnit, list[tuple[str, str]]]:
     name = ra["name"]
     app = ra.get("app") or manifest.get("app") or {}
@@ -176,7 +176,7 @@ class PodRoot:
 def build_pod_root(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
                    *, attached: list[Attached], private_network: bool, relax: Relax,
                    interactive: bool, stdin_stream: bool, host_ports: dict[str, int],
-                   given: dict[tuple[str, int], int], mount: Any) -> PodRoot:
+                   given: dict[tuple[str, int], str], mount: Any) -> PodRoot:
     """The pod's stage1 root, in this process's private mount namespace: the stage1 and app
     overlays (or the --no-overlay copies), reserved dirs, the machine's assets, hostname and
     etc files, each app's volumes, read-only rootfs, env file and unit, and the pod's units,
@@ -291,7 +291,9 @@ def run(args: list[str]) -> int:
     # the pod's networks, made in the machine's mount namespace (their namespace file must be
     # visible there); nspawn is started inside that network namespace (by an open fd of it,
     # whatever stage1 mounts later)
-    given = sockets.passed()  # a socket-activated `rkt run`: the host's listening sockets
+    # a socket-activated `rkt run`: the host's listening sockets, which reach the pod where
+    # nspawn is exec'd in our place (a unit's main process, with machined)
+    given = sockets.passed() if own_service() is not None and _systemd_booted() else {}
     fws = _forwards(pod) if nets.contained else []
     host_ports = {f.name: f.host_port for f in fws}
     netns_fd, attached = (_networks(opts, nets, uuid, poddir,
@@ -470,10 +472,20 @@ def _net_down(poddir: Path, uuid: str, host_mnt: int | None = None) -> None:
         print(f"stage1: releasing the pod's networks: {why}", file=sys.stderr)
 
 
+def pod_here(opts: dict[str, str], uuid: str) -> Path:
+    """The pod directory of stop-post: the working directory, or, where `rkt gc` moved the pod
+    from it meanwhile, the pod of that UUID in ``--pods-dir``."""
+    if (HERE / "pod").exists() or not opts.get("pods-dir"):
+        return HERE
+    for p in Path(opts["pods-dir"]).glob(f"*/{uuid}"):
+        return p
+    return HERE
+
+
 def stop_post(args: list[str]) -> int:
     """ExecStopPost= of the pod unit: the pod ended (however), its networks go now."""
-    uuid = parse_opts(args)[1]
-    _net_down(HERE, uuid)
+    opts, uuid = parse_opts(args)
+    _net_down(pod_here(opts, uuid), uuid)
     return 0
 
 

@@ -23,17 +23,22 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..common.appids import resolve_id
 from ..common.manifests import read_pod_manifest
 from ..common.podpaths import PodPaths
 from ..common.podstatus import status_dir
+from ..common.volumes import safe_target
 from ..errors import RktError
 from ..fsio import replace_file
 from ..ids import machine_name
 from ..net import dns
 from . import apps as appmod
 from .verbs import dispatch, parse_opts
+
+if TYPE_CHECKING:
+    from ..common.manifests import AppDoc, RuntimeAppDoc
 
 HERE = Path(".")  # the pod directory (the entrypoints' working directory)
 API_FS = ("dev", "proc", "sys")
@@ -50,7 +55,12 @@ def _register(uuid: str, root: Path) -> None:
            "org.freedesktop.machine1.Manager", "RegisterMachine", "sayssus",
            machine_name(uuid), str(len(uid)), *(str(b) for b in uid), "rkt", "container",
            str(os.getpid()), str(root)]
-    cp = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        cp = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as e:  # no busctl: say so, the pod runs all the same
+        print(f"stage1: registering with systemd-machined: busctl: {e.strerror}",
+              file=sys.stderr)
+        return
     if cp.returncode != 0:
         why = (cp.stderr.strip().splitlines() or ["busctl failed"])[-1]
         print(f"stage1: registering with systemd-machined: {why}", file=sys.stderr)
@@ -59,7 +69,6 @@ def _register(uuid: str, root: Path) -> None:
 def _etc_binds(opts: dict[str, str], pp: PodPaths, approot: Path, mount: object) -> None:
     """rkt fly's DNS and hosts modes: the machine's files (host) or stage0's (--dns IPs,
     --hosts-entry) bound over the app's; else the image's own."""
-    from ..common.volumes import safe_target
     from ..host import mount as m
 
     resolv_mode, hosts_mode = dns.parse_conf_mode(opts.get("dns-conf-mode", ""))
@@ -89,7 +98,7 @@ def run(args: list[str]) -> int:
                        hint="run each app in a pod of its own, or use the nspawn stage1")
     ra = apps[0]
     name = ra["name"]
-    app = ra.get("app") or {}
+    app = _app(pp, ra)
     data = pp.root.parents[2]
     approot = pp.app_rootfs(name)
 
@@ -100,17 +109,19 @@ def run(args: list[str]) -> int:
         ov = pp.overlay(tree)
         mount.overlay([data / "cas" / "tree" / tree / "rootfs"], ov / "upper" / name,
                       ov / "work" / name, approot)
-    for d in API_FS:
-        target = approot / d
+    for d in API_FS:  # through safe_target: an image's symlink cannot redirect them
+        target = safe_target(approot, f"/{d}")
         target.mkdir(parents=True, exist_ok=True)
         mount.bind(f"/{d}", target, recursive=True)
-    tmp = approot / "tmp"
+    tmp = safe_target(approot, "/tmp")
     tmp.mkdir(mode=0o1777, parents=True, exist_ok=True)
     mount.mount("tmpfs", tmp, "tmpfs", mount.MS_NOSUID | mount.MS_NODEV, "mode=1777")
     volumes = {v["name"]: v for v in pod.get("volumes", []) or []}
     mount_volumes(pp.root, approot, ra, volumes, mount)
     _etc_binds(opts, pp, approot, mount)
-    if ra.get("readOnlyRootFS") and pp.overlay_prepared.exists():
+    if ra.get("readOnlyRootFS"):
+        if not pp.overlay_prepared.exists():  # a plain directory: a mount of its own first
+            mount.bind(approot, approot, recursive=True)
         mount.remount_readonly(approot)
 
     env = appmod.app_env(name, app.get("environment", []))
@@ -119,7 +130,9 @@ def run(args: list[str]) -> int:
     uid = resolve_id(str(app.get("user", "0")), approot, "passwd", "user", name)
     gid = resolve_id(str(app.get("group", "0")), approot, "group", "group", name)
     groups = [int(g) for g in app.get("supplementaryGIDs", []) or []]
-    replace_file(pp.pid, f"{os.getpid()}\n")  # the app's PID: we exec it
+    # the app's PID (we exec it) and its start time, so that stop never signals a reused PID
+    replace_file(pp.pid, f"{os.getpid()}\n")
+    replace_file(pp.root / "pid-start", f"{_start_time(os.getpid())}\n")
     status = status_dir(pp.root)
     if status is not None:  # rkt's readiness mark (enter, stop wait for it): up once exec'd
         status.mkdir(parents=True, exist_ok=True)
@@ -127,8 +140,15 @@ def run(args: list[str]) -> int:
         ready.unlink(missing_ok=True)
         ready.symlink_to("ready")
     _register(uuid, approot)
-    os.chroot(approot)
-    os.chdir(app.get("workingDirectory") or "/")
+    # a socket-activated `rkt run`: the sockets systemd gave us are the app's (same PID)
+    env += [(k, os.environ[k]) for k in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+            if k in os.environ]
+    workdir = app.get("workingDirectory") or "/"
+    try:
+        os.chroot(approot)
+        os.chdir(workdir)
+    except OSError as e:
+        raise RktError(f'app "{name}": working directory "{workdir}": {e.strerror}') from None
     os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -140,10 +160,32 @@ def run(args: list[str]) -> int:
     return 254  # not reached
 
 
+def _app(pp: PodPaths, ra: RuntimeAppDoc) -> AppDoc:
+    """The app of a pod manifest entry, or its image's (a --pod-manifest may leave it out)."""
+    app = ra.get("app")
+    if app:
+        return app
+    from ..common.manifests import read_image_manifest
+
+    return read_image_manifest(pp.app_image_manifest(ra["name"]).read_bytes()).get("app") or {}
+
+
+def _start_time(pid: int) -> str:
+    """Field 22 of /proc/PID/stat: when the process started (boot ticks)."""
+    try:
+        stat_ = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat_.rsplit(")", 1)[-1].split()[19]
+
+
 def stop_post(args: list[str]) -> int:
     """ExecStopPost= of the pod unit: the app's exit status (systemd's $EXIT_CODE and
     $EXIT_STATUS of the main process, which was the app) for `rkt status` and `rkt run`."""
-    parse_opts(args)
+    from .entry import pod_here
+
+    opts, uuid = parse_opts(args)
+    here = pod_here(opts, uuid)
     code, status = os.environ.get("EXIT_CODE", ""), os.environ.get("EXIT_STATUS", "")
     if code == "exited" and status.lstrip("-").isdigit():
         value = int(status)
@@ -154,8 +196,11 @@ def stop_post(args: list[str]) -> int:
             return 0
     else:
         return 0  # it never ran
-    pod = read_pod_manifest(PodPaths(HERE).manifest)
-    d = status_dir(HERE)
+    try:
+        pod = read_pod_manifest(PodPaths(here).manifest)
+    except (OSError, ValueError):
+        return 0  # the pod is gone already
+    d = status_dir(here)
     if d is None or not pod.get("apps"):
         return 0
     d.mkdir(parents=True, exist_ok=True)
@@ -167,8 +212,11 @@ def stop(args: list[str]) -> int:
     opts, _uuid = parse_opts(args)
     try:
         pid = int(PodPaths(HERE).pid.read_text().strip())
+        started = (HERE / "pid-start").read_text().strip()
     except (OSError, ValueError) as e:
         raise RktError("pod has no pid file: it never started") from e
+    if _start_time(pid) != started:
+        return 0  # the app has ended (and its PID may be another process's now)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL if opts.get("force") == "true" else signal.SIGTERM)
     return 0
@@ -190,7 +238,7 @@ def enter(args: list[str]) -> int:
     ra = next((a for a in pod.get("apps", []) if a["name"] == ea.app), None)
     if ra is None:
         raise RktError(f'pod has no app "{ea.app}"')
-    app = ra.get("app") or {}
+    app = _app(pp, ra)
     root = Path(f"/proc/{ea.pid}/root")
     uid = resolve_id(str(app.get("user", "0")), root, "passwd", "user", ea.app)
     gid = resolve_id(str(app.get("group", "0")), root, "group", "group", ea.app)

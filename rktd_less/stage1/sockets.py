@@ -19,12 +19,14 @@ from typing import Any
 FIRST_FD = 3  # SD_LISTEN_FDS_START
 
 
-def passed(environ: Mapping[str, str] | None = None) -> dict[tuple[str, int], int]:
-    """The listening sockets this process was given by systemd: (protocol, port) → fd."""
+def passed(environ: Mapping[str, str] | None = None) -> dict[tuple[str, int], str]:
+    """The listening sockets this process was given by systemd: (protocol, port) → their
+    address as a socket unit's Listen*= names it (``0.0.0.0:80``, ``[::]:80``): the pod's
+    systemd takes a passed socket only for the unit that names exactly its address."""
     env = os.environ if environ is None else environ
     if env.get("LISTEN_PID") != str(os.getpid()) or not env.get("LISTEN_FDS", "").isdigit():
         return {}
-    out: dict[tuple[str, int], int] = {}
+    out: dict[tuple[str, int], str] = {}
     for fd in range(FIRST_FD, FIRST_FD + int(env["LISTEN_FDS"])):
         try:
             s = socket.socket(fileno=fd)
@@ -34,7 +36,9 @@ def passed(environ: Mapping[str, str] | None = None) -> dict[tuple[str, int], in
             if s.family in (socket.AF_INET, socket.AF_INET6):
                 proto = {socket.SOCK_STREAM: "tcp", socket.SOCK_DGRAM: "udp"}.get(s.type)
                 if proto is not None:
-                    out[(proto, int(s.getsockname()[1]))] = fd
+                    host, port = s.getsockname()[:2]
+                    addr = f"[{host}]" if s.family == socket.AF_INET6 else host
+                    out[(proto, int(port))] = f"{addr}:{port}"
         finally:
             s.detach()  # still the pod's
     return out
@@ -58,17 +62,20 @@ def nspawn_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def listen_ports(app: Mapping[str, Any], host_ports: Mapping[str, int],
-                 given: Mapping[tuple[str, int], int]) -> tuple[tuple[str, int], ...]:
-    """(protocol, port) of each socket-activated port of ``app``, as its socket unit listens:
-    the host port of its ``--port`` when the host handed us that socket, else the app's port
-    (in the pod's network: where a ``--port`` forward leads). rkt listened on the host port
-    even without a host socket, where a forward to the app's port then found nothing."""
+                 given: Mapping[tuple[str, int], str]) -> tuple[tuple[str, str], ...]:
+    """(protocol, what its socket unit listens on) of each socket-activated port of ``app``:
+    the address of the host's socket for the host port of its ``--port`` when the host handed
+    us that socket, else the app's port (in the pod's network: where a ``--port`` forward
+    leads). rkt listened on the host port even without a host socket, where a forward to the
+    app's port then found nothing."""
     out = []
     for p in app.get("ports") or []:
         if not p.get("socketActivated"):
             continue
         proto = str(p.get("protocol") or "tcp")
         host = host_ports.get(str(p.get("name")))
-        port = host if host is not None and (proto, host) in given else int(p["port"])
-        out.append((proto, port))
+        if host is not None and (proto, host) in given:
+            out.append((proto, given[(proto, host)]))
+        else:
+            out.append((proto, str(int(p["port"]))))
     return tuple(out)

@@ -31,7 +31,8 @@ class AppUnit:
     pre_start: tuple[str, ...] = ()  # appc eventHandlers "pre-start" exec, resolved
     post_stop: tuple[str, ...] = ()  # appc eventHandlers "post-stop" exec, resolved
     confinement: tuple[str, ...] = ()  # [Service] lines from stage1/confine.py
-    sockets: tuple[tuple[str, int], ...] = ()  # socket-activated ports: (tcp|udp, port)
+    # socket-activated ports: (tcp|udp, what Listen*= names: a port or an address:port)
+    sockets: tuple[tuple[str, str], ...] = ()
 
     @property
     def has_handlers(self) -> bool:

@@ -402,7 +402,7 @@ def test_port_forwarding_from_outside_from_the_host_and_from_loopback(
                          r"--to-destination 172\.16\.28\.\d+:80", nat), nat
         raw = run("iptables", "-t", "raw", "-S").stdout
         assert re.search(rf"-A PREROUTING -d 127\.0\.0\.0/8 -i veth\w+ -m comment --comment "
-                         rf"rkt-{uuid}-no-localnet -j DROP", raw), raw
+                         rf"rkt-{uuid}-no-localnet-was0 -j DROP", raw), raw
         # another machine (the world namespace) → the bed's address on its link
         assert wait_for(lambda: _connect("203.0.113.1", 8080, netns="rkttestworld")
                         == "hello-web", 15)
@@ -601,3 +601,32 @@ def test_route_localnet_does_not_open_the_hosts_loopback_to_the_pod(env: Rkt, we
         env("status", "--wait=30s", uuid)
     assert "from-the-host" in got
     assert "escaped" not in got, got
+
+
+def test_a_bridge_gets_its_route_localnet_back_when_its_last_forwarding_pod_ends(
+        env: Rkt, web: Path) -> None:
+    """A bridge outlives its pods: route_localnet=1 left on it without the guard would open
+    the machine's loopback to every later pod on it. Two pods forward through it; the flag
+    goes back to 0 with the second one, and the guards with each."""
+    _bridge_conf(env)
+    flag = Path(f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet")
+    uuids = []
+    for port in (8091, 8092):
+        uf = env.uuid_file()
+        env("run", INSECURE, "--detach", "--net=br-test", f"--uuid-file-save={uf}",
+            f"--port=http:{port}", str(web))
+        uuids.append(uf.read_text().strip())
+        assert flag.read_text().strip() == "1"
+    assert wait_for(lambda: _connect("127.0.0.1", 8092) == "hello-web", 15)
+    raw = run("iptables", "-t", "raw", "-S").stdout
+    assert raw.count(f"-i {BRIDGE} ") == 2 and raw.count("-no-localnet-was0") == 2, raw
+    env("stop", uuids[0])
+    env("status", "--wait=30s", uuids[0])
+    assert wait_for(lambda: run("iptables", "-t", "raw", "-S").stdout.count(f"-i {BRIDGE} ")
+                    == 1, 10)
+    assert flag.read_text().strip() == "1"  # the other pod still forwards through it
+    env("stop", uuids[1])
+    env("status", "--wait=30s", uuids[1])
+    assert wait_for(lambda: f"-i {BRIDGE} " not in run("iptables", "-t", "raw", "-S").stdout,
+                    10)
+    assert flag.read_text().strip() == "0"

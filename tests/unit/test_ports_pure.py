@@ -102,9 +102,13 @@ def test_rules_are_rkts() -> None:
          "-j", "DNAT", "--to-destination", "172.16.28.2:80"],
         ["-A", "RKT-PFWD-SNAT-0123abcd", "-p", "tcp", "-s", "127.0.0.1", "-d", "172.16.28.2",
          "--dport", "80", "-j", "MASQUERADE"]]
-    assert portfwd._localnet_guard(uuid, "veth0") == [
+    assert portfwd._localnet_guard(uuid, "veth0", "0") == [
         "-I", "PREROUTING", "1", "-i", "veth0", "-d", "127.0.0.0/8", "-m", "comment",
-        "--comment", f"rkt-{uuid}-no-localnet", "-j", "DROP"]
+        "--comment", f"rkt-{uuid}-no-localnet-was0", "-j", "DROP"]
+    raw = [f"-A PREROUTING -d 127.0.0.0/8 -i br0 -m comment --comment rkt-{uuid}-no-localnet-"
+           "was0 -j DROP", "-A PREROUTING -i br0 -j ACCEPT"]
+    assert portfwd._guards(raw, "br0") == raw[:1] and portfwd._guards(raw, "br1") == []
+    assert portfwd._original_localnet(raw, "br0") == "0"  # another pod's guard knows it
     assert portfwd._jump(uuid, "SNAT") == ["-s", "127.0.0.1", "!", "-d", "127.0.0.1", "-j",
                                            "RKT-PFWD-SNAT-0123abcd"]
 
@@ -122,8 +126,9 @@ def test_passed_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
         os.dup2(udp.fileno(), base + 1, inheritable=False)
         monkeypatch.setattr(sockets, "FIRST_FD", base)
         env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a:b"}
-        assert sockets.passed(env) == {("tcp", tcp.getsockname()[1]): base,
-                                       ("udp", udp.getsockname()[1]): base + 1}
+        tport, uport = tcp.getsockname()[1], udp.getsockname()[1]
+        assert sockets.passed(env) == {("tcp", tport): f"127.0.0.1:{tport}",
+                                       ("udp", uport): f"[::1]:{uport}"}
         assert sockets.passed({**env, "LISTEN_PID": "1"}) == {}  # not ours
         assert sockets.nspawn_env(env) == {"LISTEN_FDS": "2", "LISTEN_PID": str(os.getpid()),
                                            "LISTEN_FDNAMES": "a:b"}
@@ -149,18 +154,19 @@ def test_listen_ports_prefer_a_passed_host_socket() -> None:
     app = {"ports": [{"name": "a", "protocol": "tcp", "port": 80, "socketActivated": True},
                      {"name": "b", "protocol": "udp", "port": 53, "socketActivated": True},
                      {"name": "c", "protocol": "tcp", "port": 81}]}
-    assert sockets.listen_ports(app, {"a": 8080}, {}) == (("tcp", 80), ("udp", 53))
-    assert sockets.listen_ports(app, {"a": 8080}, {("tcp", 8080): 3}) == \
-        (("tcp", 8080), ("udp", 53))
+    assert sockets.listen_ports(app, {"a": 8080}, {}) == (("tcp", "80"), ("udp", "53"))
+    # the host's socket, by its exact address (the pod's systemd matches on it)
+    assert sockets.listen_ports(app, {"a": 8080}, {("tcp", 8080): "0.0.0.0:8080"}) == \
+        (("tcp", "0.0.0.0:8080"), ("udp", "53"))
 
 
 def test_socket_units() -> None:
     app = units.AppUnit(name="echo", image_name="example.com/echo", argv=("/echo",), uid=0,
-                        gid=0, sockets=(("tcp", 8080), ("udp", 53)))
+                        gid=0, sockets=(("tcp", "[::]:8080"), ("udp", "53")))
     out = units.pod_units([app, units.AppUnit(name="other", image_name="x", argv=("/x",),
                                               uid=0, gid=0)])
     sock = out["echo.socket"]
-    assert "ListenStream=8080\n" in sock and "ListenDatagram=53\n" in sock
+    assert "ListenStream=[::]:8080\n" in sock and "ListenDatagram=53\n" in sock
     assert "Service=echo.service\n" in sock and "BindIPv6Only=both\n" in sock
     assert "Requires=echo.socket\nAfter=echo.socket\n" in out["echo.service"]
     assert "other.socket" not in out and "Requires=other.socket" not in out["other.service"]
@@ -174,7 +180,8 @@ def test_keep_unit_companion_releases_after_the_owner() -> None:
                        env=(("A", "1"),))
     props = {n: v for n, _s, v in launch.stop_post_properties(lx, "web.service")}
     assert props["BindsTo"] == ["web.service"] and props["Before"] == ["web.service"]
-    assert props["ExecStop"] == [["/s1/stop-post", ["/s1/stop-post", "u"], True]]
+    assert props["ExecStop"] == [["/s1/stop-post", ["/s1/stop-post",
+                                                    "--pods-dir=/var/lib/rkt/pods", "u"], True]]
     assert props["WorkingDirectory"] == "-/var/lib/rkt/pods/run/u"
     assert props["Type"] == "oneshot" and props["RemainAfterExit"] is True
     assert "A=1" in props["Environment"]  # type: ignore[operator]

@@ -62,3 +62,21 @@ def test_dispatch_turns_errors_into_254(capsys: pytest.CaptureFixture[str]) -> N
 
     assert verbs.dispatch({"gc": bad}, "gc", []) == 254
     assert capsys.readouterr().err == "stage1: no\n"
+
+
+def test_stop_post_finds_a_pod_gc_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rkt gc` may move an exited pod (run/ → exited-garbage/) before the unit's stop-post
+    runs in its old working directory: --pods-dir finds it by UUID."""
+    uuid = "0f0f0f0f-0000-4000-8000-000000000000"
+    moved = tmp_path / "pods" / "exited-garbage" / uuid
+    moved.parent.mkdir(parents=True)
+    _pod(tmp_path).rename(moved)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    monkeypatch.setenv("EXIT_CODE", "exited")
+    monkeypatch.setenv("EXIT_STATUS", "3")
+    assert fly.stop_post([f"--pods-dir={tmp_path / 'pods'}", uuid]) == 0
+    status = moved / "overlay" / "deps-sha512-x" / "upper" / "rkt" / "status" / "web"
+    assert status.read_text() == "3\n"
+    assert fly.stop_post([uuid]) == 0  # without it: nothing to find, nothing done
