@@ -23,7 +23,7 @@ apt-get update -qq
 # gpg gpg-agent: signature checks (python-gnupg runs gpg) and the tests' signing keys;
 # ca-certificates: HTTPS fetches; openssl zstd: the tests' certificates and zstd layers.
 # libc6-dev: the confinement tests build a static probe; swtpm tpm2-tools: the TPM tests' throw-away
-# software TPM and an independent PCR reader.
+# software TPM and an independent PCR reader; qemu-system-x86: the kvm stage1's VMM.
 apt-get install -y -qq systemd systemd-container dbus busybox-static \
     gcc libc6-dev python3-venv util-linux tar gzip bzip2 xz-utils \
     containernetworking-plugins iptables iproute2 curl \
@@ -31,6 +31,7 @@ apt-get install -y -qq systemd systemd-container dbus busybox-static \
     python3-zstandard \
     docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd \
     swtpm swtpm-tools tpm2-tools >/dev/null
+apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
 
 # A venv made before the dependencies came from Debian (without system site packages) is
 # made anew.
@@ -55,5 +56,17 @@ fi
 if ! .venv/bin/python -m rktd_less.stage1.image rktd_less/stage1-images >/dev/null; then
     echo "install.sh: building the stage1 images failed" >&2
     exit 1
+fi
+# The kvm stage1's guest kernel: Debian's linux-image-amd64, downloaded and unpacked (not
+# installed on this machine), with its initramfs; fetched once, again when the guest's /init
+# changed.
+KVM=/usr/lib/rkt/stage1-kvm
+if [ ! -s "$KVM/vmlinux" ] || ! cmp -s stage1-kvm/guest/init "$KVM/init"; then
+    if ! .venv/bin/python -m rktd_less.stage1.kvmguest "$KVM" stage1-kvm/guest/init >/dev/null
+    then
+        echo "install.sh: fetching the kvm stage1's guest kernel failed" >&2
+        exit 1
+    fi
+    cp stage1-kvm/guest/init "$KVM/init"
 fi
 echo "install.sh: ready: $(.venv/bin/rkt version | head -1)"

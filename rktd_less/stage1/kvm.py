@@ -157,6 +157,7 @@ def run(args: list[str]) -> int:
                   seccomp=opts.get("disable-seccomp") == "true")
     build_pod_root(opts, uuid, pp, pod, attached=[], private_network=True, relax=relax,
                    interactive=False, stdin_stream=False, host_ports={}, given={}, mount=mount)
+    replace_file(pp.stage1_rootfs / "rkt" / "vm", "")  # the reapers power the VM off
     argv = qemu_argv(qemu, accel, vm_memory(pod), vmlinux, initrd, pp.stage1_rootfs,
                      debug=opts.get("debug") == "true")
     replace_file(pp.ppid, f"{os.getpid()}\n")  # the VM (its init) is our only child

@@ -73,3 +73,37 @@ def test_initramfs_is_a_newc_archive(tmp_path: Path) -> None:
     assert files["lib/modules/virtio.ko"][1] == b"module"
     assert files["lib/modules/load-order"][1] == b"virtio.ko\n"
     assert stat.S_ISDIR(files["pod"][0]) and stat.S_ISDIR(files["newroot"][0])
+
+
+def test_vm_memory_is_rkts() -> None:
+    from rktd_less.stage1 import kvm
+
+    def app(limit: str | None) -> dict[str, object]:
+        isolators = [] if limit is None else [{"name": "resource/memory",
+                                               "value": {"request": limit, "limit": limit}}]
+        return {"name": "a", "app": {"isolators": isolators}}
+
+    assert kvm.vm_memory({"apps": []}) == 128  # type: ignore[typeddict-item]
+    assert kvm.vm_memory({"apps": [app(None), app("64Mi")]}) == 128 + 128 + 64  # type: ignore[typeddict-item,list-item]
+
+
+def test_qemu_argv_shares_the_pod_root_and_usr_read_only(tmp_path: Path) -> None:
+    from rktd_less.stage1 import kvm
+
+    argv = kvm.qemu_argv("/usr/bin/qemu-system-x86_64", "tcg", 384, tmp_path / "vmlinux",
+                         tmp_path / "initrd", tmp_path / "root")
+    text = " ".join(argv)
+    assert argv[:5] == ["/usr/bin/qemu-system-x86_64", "-M", "microvm", "-accel", "tcg"]
+    assert "-m 384" in text and "-smp 1" in text and "-no-reboot" in text
+    assert f"local,id=pod,path={tmp_path / 'root'},security_model=passthrough" in text
+    assert "local,id=usr,path=/usr,security_model=passthrough,readonly=on" in text
+    assert "quiet" in argv[argv.index("-append") + 1]
+
+
+def test_no_guest_kernel_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rktd_less.stage1 import kvm
+
+    monkeypatch.setattr(kvm, "KERNEL_DIR", tmp_path / "none")
+    with pytest.raises(RktError, match=r"no guest kernel for the kvm stage1 \(in .*/cfg/stage1-kvm"
+                                       r", .*/none\)"):
+        kvm.kernel_files(str(tmp_path / "cfg"))

@@ -1,0 +1,89 @@
+"""stage1-kvm in the test bed: each pod a QEMU VM with its own kernel (TCG here: these machines
+have no vmx/svm), systemd inside running the apps' units as the nspawn stage1 does. Slow (a
+pod boots in ~10 s under TCG): one VM at a time."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.aci import build_aci
+from tests.integration.rktenv import Rkt, sh, wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                       reason="qemu-system-x86_64 is not installed: no VM can run here"),
+]
+INSECURE = "--insecure-options=image"
+KVM = "--stage1-from-dir=stage1-kvm.aci"
+
+
+@pytest.fixture(scope="module")
+def aci(env: Rkt) -> Path:
+    return build_aci(env.work / "busybox.aci", name="example.com/busybox", version="1.0",
+                     exec_=("/bin/sh", "-c", "echo image default"))
+
+
+def _pod_mounts(env: Rkt) -> list[str]:
+    pods = str(env.data / "pods")
+    return [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines() if pods in ln]
+
+
+def test_a_pod_in_its_own_kernel_with_two_apps_and_a_volume(env: Rkt, aci: Path,
+                                                             tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "in").write_text("from-the-host\n")
+    other = build_aci(env.work / "other.aci", name="example.com/other", version="1.0",
+                      exec_=("/bin/sh", "-c", "echo second-app; exit 0"))
+    cp = env("run", INSECURE, KVM, "--net=none", f"--volume=data,kind=host,source={vol}",
+             str(aci), "--mount=volume=data,target=/data", "--exec", "/bin/sh", "--", "-c",
+             "cat /proc/version; cat /data/in; echo from-the-vm > /data/out; sleep 1; exit 7",
+             "---", str(other), check=False, timeout=240)
+    assert cp.returncode == 7, cp
+    assert "Linux version" in cp.stdout
+    guest = next(ln for ln in cp.stdout.splitlines() if "Linux version" in ln)
+    assert guest.strip() != Path("/proc/version").read_text().strip()  # not the host's
+    assert "from-the-host" in cp.stdout and "second-app" in cp.stdout
+    assert (vol / "out").read_text() == "from-the-vm\n"
+    # said once, where there is no hardware virtualization (as on these machines)
+    assert cp.stderr.count("QEMU's TCG emulation") <= 1
+    uuid = next(ln.split("\t")[0] for ln in env("list", "--no-legend", "--full").stdout
+                .splitlines() if "\texited\t" in ln)
+    status = env("status", uuid).stdout
+    assert "app-busybox=7" in status and "app-other=0" in status, status
+    assert _pod_mounts(env) == []
+
+
+def test_detached_vm_is_a_machine_of_class_vm_and_stops(env: Rkt, aci: Path) -> None:
+    uf = env.uuid_file()
+    env("run", INSECURE, KVM, "--net=none", "--detach", f"--uuid-file-save={uf}", str(aci),
+        "--exec", "/bin/sleep", "--", "600", timeout=240)
+    uuid = uf.read_text().strip()
+    unit = f"rkt-{uuid}.service"
+    try:
+        assert wait_for(lambda: f"rkt-{uuid}" in sh("machinectl", "list", "--no-legend")
+                        .stdout, 30)
+        row = next(ln for ln in sh("machinectl", "list", "--no-legend").stdout.splitlines()
+                   if f"rkt-{uuid}" in ln)
+        assert row.split()[1] == "vm", row
+        env("stop", uuid)
+        assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 60)
+    finally:
+        sh("systemctl", "stop", unit, check=False)
+    env("gc", "--grace-period=0s")
+    assert not any((env.data / "pods").glob(f"*/{uuid}"))
+    assert _pod_mounts(env) == []
+
+
+def test_refused_with_host_network_or_without_a_guest_kernel(env: Rkt, aci: Path) -> None:
+    before = sorted(p.name for p in (env.data / "pods").glob("*/*"))
+    cp = env("run", INSECURE, KVM, "--net=host", str(aci), check=False)
+    assert cp.returncode == 254, cp
+    assert cp.stderr.strip().splitlines()[-1] == \
+        "stage1: flavor kvm requires private network configuration (try --net)", cp.stderr
+    assert sorted(p.name for p in (env.data / "pods").glob("*/*")) == before
