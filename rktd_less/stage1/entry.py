@@ -294,9 +294,9 @@ def run(args: list[str]) -> int:
     # a socket-activated `rkt run`: the host's listening sockets, which reach the pod where
     # nspawn is exec'd in our place (a unit's main process, with machined)
     given = sockets.passed() if own_service() is not None and _systemd_booted() else {}
-    fws = _forwards(pod) if nets.contained else []
+    fws = forwards(pod) if nets.contained else []
     host_ports = {f.name: f.host_port for f in fws}
-    netns_fd, attached = (_networks(opts, nets, uuid, poddir,
+    netns_fd, attached = (networks(opts, nets, uuid, poddir,
                                     data / "cas" / "tree" / s1tree / "rootfs",
                                     [f for f in fws if not (f.socket_activated and
                                                             (f.protocol, f.host_port) in given)])
@@ -345,7 +345,7 @@ def run(args: list[str]) -> int:
 
             return standalone.run(argv, ns_env, uuid, poddir,
                                   lambda pid: _write(pp.ppid, f"{pid}\n"),
-                                  before_exit=lambda: _net_down(poddir, uuid, host_mnt),
+                                  before_exit=lambda: net_down(poddir, uuid, host_mnt),
                                   netns_fd=netns_fd)
         # rkt contract: "ppid" names the process whose only child is the pod's init; we exec
         # nspawn in place, so that is us.
@@ -359,11 +359,11 @@ def run(args: list[str]) -> int:
         return 1  # not reached
     except BaseException:
         if netns_fd is not None:  # nspawn never ran: nothing may keep the networks
-            _net_down(poddir, uuid, host_mnt)
+            net_down(poddir, uuid, host_mnt)
         raise
 
 
-def _forwards(pod: PodManifestDoc) -> list[Forward]:
+def forwards(pod: PodManifestDoc) -> list[Forward]:
     if not pod.get("ports"):
         return []
     from ..net.ports import forwards
@@ -371,7 +371,7 @@ def _forwards(pod: PodManifestDoc) -> list[Forward]:
     return forwards(pod)
 
 
-def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, poddir: Path,
+def networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, poddir: Path,
               stage1_rootfs: Path, fws: list[Forward]) -> tuple[int, list[Attached]]:
     """Set the pod's CNI networks up and forward ``fws`` to them; returns an fd of its
     namespace and the networks with their results."""
@@ -455,7 +455,7 @@ def _etc_binds(approot: Path, files: list[EtcFile]) -> list[str]:
     return lines
 
 
-def _net_down(poddir: Path, uuid: str, host_mnt: int | None = None) -> None:
+def net_down(poddir: Path, uuid: str, host_mnt: int | None = None) -> None:
     """Release the pod's networks (nothing to do for a pod without any). ``host_mnt``: the
     machine's mount namespace, for a caller that left it (the namespace file is unbound there)."""
     from ..net import setup as netsetup
@@ -485,7 +485,7 @@ def pod_here(opts: dict[str, str], uuid: str) -> Path:
 def stop_post(args: list[str]) -> int:
     """ExecStopPost= of the pod unit: the pod ended (however), its networks go now."""
     opts, uuid = parse_opts(args)
-    _net_down(pod_here(opts, uuid), uuid)
+    net_down(pod_here(opts, uuid), uuid)
     return 0
 
 
@@ -529,7 +529,7 @@ def gc(args: list[str]) -> int:
     elif journal.is_dir():
         shutil.rmtree(journal)
     # networks of a pod that was killed before its ExecStopPost, or whose machine rebooted
-    _net_down(HERE, uuid)
+    net_down(HERE, uuid)
     # a pod run without systemd whose supervising stage1 was killed: its cgroups remain
     from .standalone import gc as standalone_gc
 

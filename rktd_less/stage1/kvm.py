@@ -10,8 +10,9 @@ exit statuses in the shared root and power the VM off. KVM where the CPU has vmx
 machined as class ``vm``; its memory is rkt's: each app's memory limit (128M by default) plus
 128M. This process stays as the VM's parent and ends with the first failing app's status.
 
-Not yet (issue 13 goes on): pod networks (tap), ``rkt enter``, a clean ``rkt stop`` (it kills
-the VM now), ``--interactive``.
+Networks: the pod's CNI networks as for nspawn, each interface mirrored to a tap of QEMU's in
+the pod's namespace (kvmnet.py). Not yet (issue 13 goes on): ``rkt enter``, a clean ``rkt
+stop`` (it kills the VM now), ``--interactive``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +40,8 @@ from .verbs import dispatch, parse_opts
 
 if TYPE_CHECKING:
     from ..common.manifests import PodManifestDoc
+    from ..net.setup import Attached
+    from .kvmnet import Nic
 
 QEMU = "qemu-system-x86_64"
 KERNEL_DIR = Path("/usr/lib/rkt/stage1-kvm")  # vmlinux, initramfs.cpio (kvmguest.fetch)
@@ -99,11 +103,12 @@ def kernel_files(system_config: str) -> tuple[Path, Path]:
 
 
 def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Path,
-              root: Path, debug: bool = False) -> list[str]:
+              root: Path, debug: bool = False, nics: Sequence[Nic] = ()) -> list[str]:
     khz = _tsc_khz()
     cmdline = ["console=ttyS0", "panic=-1", "reboot=t",
                *([] if debug else ["quiet", "loglevel=0"]),
-               *([f"tsc_early_khz={khz}", "tsc=reliable"] if khz else []), "no_timer_check"]
+               *([f"tsc_early_khz={khz}", "tsc=reliable"] if khz else []), "no_timer_check",
+               *(arg for nic in nics for arg in nic.cmdline())]
     return [
         qemu, "-M", "microvm", "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
         "-smp", "1", "-m", str(memory_mib), "-nodefaults", "-no-user-config",
@@ -114,6 +119,7 @@ def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Pat
         "-fsdev", "local,id=usr,path=/usr,security_model=passthrough,readonly=on,"
                   "multidevs=remap",
         "-device", "virtio-9p-device,fsdev=usr,mount_tag=usr",
+        *(arg for i, nic in enumerate(nics) for arg in nic.qemu_args(i)),
     ]
 
 
@@ -129,15 +135,12 @@ def _register(uuid: str, leader: int) -> None:
 
 
 def run(args: list[str]) -> int:
-    from ..host import mount
-    from .entry import build_pod_root, lock_pod
+    from .entry import lock_pod, net_down
 
     opts, uuid = parse_opts(args)
     nets = netlist.parse([opts["net"]] if "net" in opts else [])
     if nets.host:
         raise RktError("flavor kvm requires private network configuration (try --net)")
-    if nets.contained:
-        raise RktError("the kvm stage1 has no pod networks yet: run it with --net=none")
     pp = PodPaths(Path.cwd())
     pod = read_pod_manifest(pp.manifest)
     vmlinux, initrd = kernel_files(opts.get("system-config", ""))
@@ -151,29 +154,102 @@ def run(args: list[str]) -> int:
         print("stage1: no hardware virtualization here (no vmx/svm in /proc/cpuinfo): the VM "
               "runs under QEMU's TCG emulation, slowly", file=sys.stderr)
     lock_pod(pp.root)
-    mount.unshare_mounts()
-    relax = Relax(capabilities=opts.get("disable-capabilities-restriction") == "true",
-                  paths=opts.get("disable-paths") == "true",
-                  seccomp=opts.get("disable-seccomp") == "true")
-    build_pod_root(opts, uuid, pp, pod, attached=[], private_network=True, relax=relax,
-                   interactive=False, stdin_stream=False, host_ports={}, given={}, mount=mount)
-    replace_file(pp.stage1_rootfs / "rkt" / "vm", "")  # the reapers power the VM off
-    argv = qemu_argv(qemu, accel, vm_memory(pod), vmlinux, initrd, pp.stage1_rootfs,
-                     debug=opts.get("debug") == "true")
-    replace_file(pp.ppid, f"{os.getpid()}\n")  # the VM (its init) is our only child
-    vm = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    netns_fd: int | None = None
+    host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        netns_fd, attached, nics = _networks(opts, nets, uuid, pp, pod)
+        argv = _prepare(opts, uuid, pp, pod, attached, nics, qemu, accel, vmlinux, initrd)
+        if netns_fd is not None:  # QEMU opens its taps in the pod's network namespace
+            from ..host.netns import join
+
+            join(netns_fd)
+        replace_file(pp.ppid, f"{os.getpid()}\n")  # the VM (its init) is our only child
+        vm = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    except BaseException:
+        if netns_fd is not None:  # no VM: nothing may keep the networks
+            net_down(pp.root, uuid, host_mnt)
+        raise
     _register(uuid, vm.pid)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # to the VM, which ends us
-        signal.signal(sig, lambda s, _f: vm.send_signal(s))
-    code = vm.wait()
+    stopped = False
+
+    def forward(signo: int, _frame: object) -> None:  # to the VM, which ends us
+        nonlocal stopped
+        stopped = True
+        vm.send_signal(signo)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    code = _wait(vm, pp.stage1_rootfs / "rkt" / "supervisor-status")
     statuses = app_statuses(pp.root)
-    if code != 0 and not statuses:
-        print(f"stage1: {QEMU} ended with status {code}", file=sys.stderr)
+    if all(s is None for s in statuses.values()) and not stopped:
+        print(f"stage1: the VM ended before its apps ran ({QEMU} status {code}; see the "
+              "console above)", file=sys.stderr)
         return 254
     failures = [s for s in statuses.values() if s]
     if failures:
         return failures[0]
     return 0 if all(s is not None for s in statuses.values()) else 128 + signal.SIGTERM
+
+
+def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, pp: PodPaths,
+              pod: PodManifestDoc) -> tuple[int | None, list[Attached], list[Nic]]:
+    """The pod's CNI networks (as for nspawn), and a tap mirrored to each of their interfaces
+    for the VM; undone on failure."""
+    if not nets.contained:
+        return None, [], []
+    from ..net.setup import netns_name
+    from .entry import forwards, net_down, networks
+    from .kvmnet import wire
+
+    s1 = pp.root.parents[2] / "cas" / "tree" / pp.stage1_tree_id.read_text().strip() / "rootfs"
+    fd, attached = networks(opts, nets, uuid, pp.root, s1, forwards(pod))
+    try:
+        return fd, attached, wire(netns_name(uuid), [a.net.ifname for a in attached])
+    except BaseException:
+        net_down(pp.root, uuid)
+        raise
+
+
+def _prepare(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
+             attached: list[Attached], nics: list[Nic], qemu: str, accel: str, vmlinux: Path,
+             initrd: Path) -> list[str]:
+    """The pod's stage1 root in a mount namespace of ours (as nspawn's), and QEMU's argv."""
+    from ..host import mount
+    from .entry import build_pod_root
+
+    mount.unshare_mounts()
+    relax = Relax(capabilities=opts.get("disable-capabilities-restriction") == "true",
+                  paths=opts.get("disable-paths") == "true",
+                  seccomp=opts.get("disable-seccomp") == "true")
+    build_pod_root(opts, uuid, pp, pod, attached=attached, private_network=True, relax=relax,
+                   interactive=False, stdin_stream=False, host_ports={}, given={}, mount=mount)
+    replace_file(pp.stage1_rootfs / "rkt" / "vm", "")  # the reapers power the VM off
+    return qemu_argv(qemu, accel, vm_memory(pod), vmlinux, initrd, pp.stage1_rootfs,
+                     debug=opts.get("debug") == "true", nics=nics)
+
+
+def _wait(vm: subprocess.Popen[bytes], ready: Path) -> int:
+    """Wait for the VM; tell systemd READY=1 once the guest's apps are up (the guest's
+    supervisor-ready marks it in the shared root), as nspawn does for its pods."""
+    notify = os.environ.pop("NOTIFY_SOCKET", "")
+    while notify:
+        try:
+            return vm.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+        if os.path.islink(ready):
+            _notify(notify, "READY=1")
+            notify = ""
+    return vm.wait()
+
+
+def _notify(address: str, message: str) -> None:
+    """sd_notify(3) without libsystemd: a datagram to $NOTIFY_SOCKET."""
+    import socket
+
+    target = "\0" + address[1:] if address.startswith("@") else address
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message.encode(), target)
 
 
 def stop(args: list[str]) -> int:
@@ -188,12 +264,20 @@ def stop(args: list[str]) -> int:
 
 
 def gc(args: list[str]) -> int:
-    parse_opts(args)  # the VM's mounts went with its stage1's mount namespace
+    """The networks of a pod that was killed or whose machine rebooted (the VM's mounts went
+    with its stage1's mount namespace)."""
+    from .entry import net_down
+
+    net_down(HERE, parse_opts(args)[1])
     return 0
 
 
 def stop_post(args: list[str]) -> int:
-    parse_opts(args)
+    """ExecStopPost= of the pod unit: the pod's networks go now."""
+    from .entry import net_down, pod_here
+
+    opts, uuid = parse_opts(args)
+    net_down(pod_here(opts, uuid), uuid)
     return 0
 
 

@@ -87,3 +87,50 @@ def test_refused_with_host_network_or_without_a_guest_kernel(env: Rkt, aci: Path
     assert cp.stderr.strip().splitlines()[-1] == \
         "stage1: flavor kvm requires private network configuration (try --net)", cp.stderr
     assert sorted(p.name for p in (env.data / "pods").glob("*/*")) == before
+
+
+def test_the_vm_on_the_default_network_both_ways(env: Rkt, aci: Path) -> None:
+    """The pod's default network reaches the VM: the host reaches a listener in the VM at the
+    pod's address, and the VM reaches one on the host (the gateway); nothing is left after."""
+    import re
+    import socket
+    import subprocess
+
+    from tests.integration.test_net import census
+
+    before = census()
+    host = subprocess.Popen(["python3", "-c",
+                             "import socket\n"
+                             "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+                             "socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 7101)); s.listen(1)\n"
+                             "print('ready', flush=True)\n"
+                             "c, a = s.accept(); print(a[0], c.recv(64).decode().strip(), "
+                             "flush=True)\n"], stdout=subprocess.PIPE, text=True)
+    assert host.stdout is not None and host.stdout.readline().strip() == "ready"
+    uf = env.uuid_file()
+    env("run", INSECURE, KVM, "--detach", f"--uuid-file-save={uf}", str(aci), "--exec",
+        "/bin/sh", "--", "-c",
+        "echo from-the-vm | nc 172.16.28.1 7101; "
+        "while true; do echo hello-vm | nc -l -p 8080; done", timeout=240)
+    uuid = uf.read_text().strip()
+    try:
+        status = env("status", uuid).stdout
+        m = re.search(r"^networks=default:ip4=(172\.16\.28\.\d+)$", status, re.M)
+        assert m, status
+        ip = m.group(1)
+
+        def fetch() -> str:
+            try:
+                with socket.create_connection((ip, 8080), timeout=3) as s:
+                    return s.recv(64).decode().strip()
+            except OSError:
+                return ""
+
+        assert wait_for(lambda: fetch() == "hello-vm", 90)
+        out, _ = host.communicate(timeout=60)
+        assert out.strip() == f"{ip} from-the-vm", out
+    finally:
+        host.kill()
+        env("stop", uuid)
+        env("status", "--wait=60s", uuid)
+    assert wait_for(lambda: census() == before, 20), (census(), before)

@@ -107,3 +107,17 @@ def test_no_guest_kernel_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(RktError, match=r"no guest kernel for the kvm stage1 \(in .*/cfg/stage1-kvm"
                                        r", .*/none\)"):
         kvm.kernel_files(str(tmp_path / "cfg"))
+
+
+def test_kvm_nics_for_qemu_and_the_guest() -> None:
+    from rktd_less.stage1 import kvmnet
+
+    routes = kvmnet.parse_routes("default via 172.16.28.1 \n"
+                                 "172.16.28.0/24 via 172.16.28.1 src 172.16.28.5 \n"
+                                 "172.16.28.1 proto kernel scope link src 172.16.28.5 \n")
+    assert routes == (("default", "172.16.28.1"), ("172.16.28.0/24", "172.16.28.1"))
+    nic = kvmnet.Nic("eth0", "tap0", "aa:bb:cc:dd:ee:ff", "172.16.28.5/24", routes)
+    assert nic.qemu_args(0) == ["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+                                "-device", "virtio-net-device,netdev=n0,mac=aa:bb:cc:dd:ee:ff"]
+    assert nic.cmdline() == ["rkt.ip=eth0,172.16.28.5/24", "rkt.route=eth0,default,172.16.28.1",
+                             "rkt.route=eth0,172.16.28.0/24,172.16.28.1"]
