@@ -93,10 +93,9 @@ def test_the_vm_on_the_default_network_both_ways(env: Rkt, aci: Path) -> None:
     """The pod's default network reaches the VM: the host reaches a listener in the VM at the
     pod's address, and the VM reaches one on the host (the gateway); nothing is left after."""
     import re
-    import socket
     import subprocess
 
-    from tests.integration.test_net import census
+    from tests.integration.test_net import _fetch, census
 
     before = census()
     host = subprocess.Popen(["python3", "-c",
@@ -119,14 +118,7 @@ def test_the_vm_on_the_default_network_both_ways(env: Rkt, aci: Path) -> None:
         assert m, status
         ip = m.group(1)
 
-        def fetch() -> str:
-            try:
-                with socket.create_connection((ip, 8080), timeout=3) as s:
-                    return s.recv(64).decode().strip()
-            except OSError:
-                return ""
-
-        assert wait_for(lambda: fetch() == "hello-vm", 90)
+        assert wait_for(lambda: _fetch(ip, 8080) == "hello-vm", 90)
         out, _ = host.communicate(timeout=60)
         assert out.strip() == f"{ip} from-the-vm", out
     finally:
