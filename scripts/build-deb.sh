@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Build the Debian package of rktd-less: dist/rktd-less_<version>_<arch>.deb (or --out DIR).
 #
-#   bash scripts/build-deb.sh [--out DIR]
+#   bash scripts/build-deb.sh [--out DIR] [--guest-kernel DIR]
 #
+# --guest-kernel DIR: the kvm stage1's guest kernel from DIR (what `python3 -m
+# rktd_less.stage1.kvmguest DIR` fetched: vmlinux, modules/, kernel-release) instead of
+# downloading Debian's linux-image-amd64 now (offline builds).
 # Needs dpkg-deb, python3 and pip (this checkout's .venv, else a venv made under build/).
 # Root is not needed. Steps:
 #   1. the wheel, built by `pip wheel` from a clean copy of the sources (setup.py builds the
@@ -21,6 +24,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 PKG=rktd-less
 OUT=$REPO/dist
+GUEST_KERNEL=
 
 say() { echo "build-deb.sh: $*" >&2; }
 die() {
@@ -39,11 +43,20 @@ while [ $# -gt 0 ]; do
         OUT=${1#--out=}
         shift
         ;;
+    --guest-kernel)
+        [ $# -ge 2 ] || die "--guest-kernel needs a directory"
+        GUEST_KERNEL=$2
+        shift 2
+        ;;
+    --guest-kernel=*)
+        GUEST_KERNEL=${1#--guest-kernel=}
+        shift
+        ;;
     -h | --help)
-        sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
-    *) die "unknown argument '$1' (usage: build-deb.sh [--out DIR])" ;;
+    *) die "unknown argument '$1' (usage: build-deb.sh [--out DIR] [--guest-kernel DIR])" ;;
     esac
 done
 
@@ -105,6 +118,25 @@ rmdir "$DP/rktd_less/stage1-images"
 # Relative, as Debian policy wants within /usr: .../dist-packages/rktd_less -> /usr/lib/rkt.
 ln -s ../../../rkt/stage1-images "$DP/rktd_less/stage1-images"
 [ -f "$DP/rktd_less/stage1-images/$(basename "${ACIS[0]}")" ] || die "stage1-images link is wrong"
+
+# The kvm stage1's guest kernel, fetched at the package's build: Debian's linux-image-amd64
+# downloaded and unpacked here (its vmlinux and the guest's modules, in /usr/lib/rkt/stage1-kvm).
+KVM=$ROOT/usr/lib/rkt/stage1-kvm
+if [ -n "$GUEST_KERNEL" ]; then
+    for f in vmlinux kernel-release modules/load-order; do
+        [ -s "$GUEST_KERNEL/$f" ] || die "--guest-kernel $GUEST_KERNEL: no $f"
+    done
+    mkdir -p "$KVM/modules"
+    cp "$GUEST_KERNEL/vmlinux" "$GUEST_KERNEL/kernel-release" "$KVM/"
+    while read -r mod; do
+        cp "$GUEST_KERNEL/modules/$mod" "$KVM/modules/"
+    done <"$GUEST_KERNEL/modules/load-order"
+    cp "$GUEST_KERNEL/modules/load-order" "$KVM/modules/"
+else
+    say "fetching the kvm stage1's guest kernel"
+    PYTHONPATH=$DP "$PY" -m rktd_less.stage1.kvmguest "$KVM" >/dev/null ||
+        die "fetching the guest kernel failed (apt-get download linux-image-amd64)"
+fi
 
 VERSION=$(sed -n 's/^Version: *//p' "$DISTINFO/METADATA" | head -n 1)
 [ -n "$VERSION" ] || die "no Version in $DISTINFO/METADATA"

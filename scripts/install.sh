@@ -58,15 +58,12 @@ if ! .venv/bin/python -m rktd_less.stage1.image rktd_less/stage1-images >/dev/nu
     exit 1
 fi
 # The kvm stage1's guest kernel: Debian's linux-image-amd64, downloaded and unpacked (not
-# installed on this machine), with its initramfs; fetched once, again when the guest's /init
-# changed.
+# installed on this machine): its vmlinux and the guest's modules; fetched once.
 KVM=/usr/lib/rkt/stage1-kvm
-if [ ! -s "$KVM/vmlinux" ] || ! cmp -s stage1-kvm/guest/init "$KVM/init"; then
-    if ! .venv/bin/python -m rktd_less.stage1.kvmguest "$KVM" stage1-kvm/guest/init >/dev/null
-    then
+if [ ! -s "$KVM/kernel-release" ] || [ ! -s "$KVM/modules/load-order" ]; then
+    if ! .venv/bin/python -m rktd_less.stage1.kvmguest "$KVM" >/dev/null; then
         echo "install.sh: fetching the kvm stage1's guest kernel failed" >&2
         exit 1
     fi
-    cp stage1-kvm/guest/init "$KVM/init"
 fi
 echo "install.sh: ready: $(.venv/bin/rkt version | head -1)"

@@ -115,7 +115,17 @@ def build_aci(source: Path, dest: Path) -> None:
         for verb in ENTRYPOINTS:
             _add(tar, f"rootfs/{verb}", entry_script(verb, module), mode=0o755)
         static = source / "rootfs"
-        for path in sorted(static.rglob("*")):
+        files = sorted(static.rglob("*"))
+        guest = source / "guest"  # a VM flavour's guest files (the initramfs's /init)
+        if guest.is_dir():
+            _add(tar, "rootfs/guest", kind=tarfile.DIRTYPE, mode=0o755)
+            for path in sorted(guest.rglob("*")):
+                rel = "rootfs/guest/" + path.relative_to(guest).as_posix()
+                if path.is_dir():
+                    _add(tar, rel, kind=tarfile.DIRTYPE, mode=0o755)
+                else:
+                    _add(tar, rel, path.read_bytes(), mode=path.stat().st_mode & 0o7777)
+        for path in files:
             rel = "rootfs/" + path.relative_to(static).as_posix()
             if path.is_dir():
                 if rel not in seen:

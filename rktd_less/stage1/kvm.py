@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from .kvmnet import Nic
 
 QEMU = "qemu-system-x86_64"
-KERNEL_DIR = Path("/usr/lib/rkt/stage1-kvm")  # vmlinux, initramfs.cpio (kvmguest.fetch)
+KERNEL_DIR = Path("/usr/lib/rkt/stage1-kvm")  # vmlinux, modules/ (kvmguest.fetch)
+BUSYBOX = Path("/bin/busybox")  # busybox-static: the initramfs's tools
 APP_MEMORY = 128 << 20  # rkt: an app without a memory limit counts 128M
 VM_OVERHEAD = 128 << 20
 HERE = Path(".")
@@ -89,17 +90,27 @@ def _tsc_khz() -> int:
     return 0
 
 
-def kernel_files(system_config: str) -> tuple[Path, Path]:
-    """vmlinux and initramfs.cpio: the system configuration's ``stage1-kvm``, else the
-    package's."""
+def kernel_dir(system_config: str) -> Path:
+    """The guest kernel (kvmguest.fetch's vmlinux and modules/): the system configuration's
+    ``stage1-kvm``, else the package's."""
     dirs = [Path(system_config) / "stage1-kvm"] if system_config else []
     dirs += [] if KERNEL_DIR in dirs else [KERNEL_DIR]
     for d in dirs:
-        if (d / "vmlinux").is_file() and (d / "initramfs.cpio").is_file():
-            return d / "vmlinux", d / "initramfs.cpio"
+        if (d / "kernel-release").is_file() and (d / "vmlinux").is_file():
+            return d
     raise RktError("no guest kernel for the kvm stage1 (in " + ", ".join(map(str, dirs)) + ")",
-                   hint="python3 -m rktd_less.stage1.kvmguest /usr/lib/rkt/stage1-kvm "
-                        "stage1-kvm/guest/init")
+                   hint="python3 -m rktd_less.stage1.kvmguest /usr/lib/rkt/stage1-kvm")
+
+
+def make_initramfs(kdir: Path, init: Path, dest: Path) -> Path:
+    """The guest's initramfs: busybox-static, the kernel's modules, the stage1's /init."""
+    from .kvmguest import guest_modules, initramfs
+
+    if not BUSYBOX.is_file():
+        raise RktError(f"{BUSYBOX} is missing: the kvm stage1's initramfs needs it",
+                       hint="apt-get install busybox-static")
+    replace_file(dest, initramfs(BUSYBOX.read_bytes(), guest_modules(kdir), init.read_bytes()))
+    return dest
 
 
 def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Path,
@@ -143,7 +154,10 @@ def run(args: list[str]) -> int:
         raise RktError("flavor kvm requires private network configuration (try --net)")
     pp = PodPaths(Path.cwd())
     pod = read_pod_manifest(pp.manifest)
-    vmlinux, initrd = kernel_files(opts.get("system-config", ""))
+    kdir = kernel_dir(opts.get("system-config", ""))
+    s1 = pp.root.parents[2] / "cas" / "tree" / pp.stage1_tree_id.read_text().strip() / "rootfs"
+    vmlinux = kdir / "vmlinux"
+    initrd = make_initramfs(kdir, s1 / "guest" / "init", pp.root / "initramfs.cpio")
     qemu = next((str(Path(d) / QEMU) for d in ("/usr/bin", "/usr/local/bin")
                  if (Path(d) / QEMU).is_file()), None)
     if qemu is None:
@@ -180,6 +194,7 @@ def run(args: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     code = _wait(vm, pp.stage1_rootfs / "rkt" / "supervisor-status")
+    initrd.unlink(missing_ok=True)
     statuses = app_statuses(pp.root)
     if all(s is None for s in statuses.values()) and not stopped:
         print(f"stage1: the VM ended before its apps ran ({QEMU} status {code}; see the "

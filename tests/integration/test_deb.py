@@ -80,7 +80,9 @@ def outside(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def deb(work: Path) -> Path:
     out = work / "out"
-    cp = sh("bash", str(BUILD_DEB), "--out", str(out), cwd=work, timeout=600)
+    # the guest kernel install.sh fetched (the bed has no network to download it again)
+    cp = sh("bash", str(BUILD_DEB), "--out", str(out), "--guest-kernel",
+            "/usr/lib/rkt/stage1-kvm", cwd=work, timeout=600)
     debs = sorted(out.glob("*.deb"))
     assert [d.name for d in debs] == [
         f"rktd-less_{__version__}_{sh('dpkg', '--print-architecture').stdout.strip()}.deb"]
@@ -156,6 +158,11 @@ def test_package_contents(deb: Path) -> None:
     for path, mode in {
         "/usr/bin/rkt": "-rwxr-xr-x",
         "/usr/lib/rkt/stage1-images/stage1-nspawn.aci": "-rw-r--r--",
+        "/usr/lib/rkt/stage1-images/stage1-fly.aci": "-rw-r--r--",
+        "/usr/lib/rkt/stage1-images/stage1-kvm.aci": "-rw-r--r--",
+        # the kvm stage1's guest kernel, Debian's, fetched at the package's build
+        "/usr/lib/rkt/stage1-kvm/vmlinux": "-rw-r--r--",
+        "/usr/lib/rkt/stage1-kvm/modules/load-order": "-rw-r--r--",
         "/usr/lib/python3/dist-packages/rktd_less/__init__.py": "-rw-r--r--",
         "/usr/lib/python3/dist-packages/rktd_less/cli/main.py": "-rw-r--r--",
         f"/usr/lib/python3/dist-packages/rktd_less-{__version__}.dist-info/METADATA":

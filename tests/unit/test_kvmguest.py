@@ -106,7 +106,10 @@ def test_no_guest_kernel_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(kvm, "KERNEL_DIR", tmp_path / "none")
     with pytest.raises(RktError, match=r"no guest kernel for the kvm stage1 \(in .*/cfg/stage1-kvm"
                                        r", .*/none\)"):
-        kvm.kernel_files(str(tmp_path / "cfg"))
+        kvm.kernel_dir(str(tmp_path / "cfg"))
+    monkeypatch.setattr(kvm, "BUSYBOX", tmp_path / "no-busybox")
+    with pytest.raises(RktError, match="busybox is missing"):
+        kvm.make_initramfs(tmp_path, tmp_path / "init", tmp_path / "out")
 
 
 def test_kvm_nics_for_qemu_and_the_guest() -> None:

@@ -43,7 +43,8 @@ def test_build_all_is_reproducible_and_host_free(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("flavour", "module"), [("nspawn", "rktd_less.stage1.entry"),
-                                                  ("fly", "rktd_less.stage1.fly")])
+                                                  ("fly", "rktd_less.stage1.fly"),
+                                                  ("kvm", "rktd_less.stage1.kvm")])
 def test_entrypoint_runs_the_named_interpreters_package(tmp_path: Path, flavour: str,
                                                         module: str) -> None:
     aci = next(p for p in build_all(REPO, tmp_path) if p.name == f"stage1-{flavour}.aci")
@@ -52,6 +53,11 @@ def test_entrypoint_runs_the_named_interpreters_package(tmp_path: Path, flavour:
         shim.write_bytes(tar.extractfile("rootfs/gc").read())  # type: ignore[union-attr]
     os.chmod(shim, 0o755)
     assert f"from {module} import main" in shim.read_text()  # the flavour's own code
+    if flavour == "kvm":  # the guest's /init rides in the image, for its initramfs
+        with tarfile.open(aci) as tar:
+            init = tar.getmember("rootfs/guest/init")
+            assert init.mode & 0o111 and tar.extractfile(init).read().startswith(  # type: ignore[union-attr]
+                b"#!/bin/sh")
     env = {"PATH": "/usr/bin:/bin", "RKTD_LESS_PYTHON": sys.executable}
     cp = subprocess.run([str(shim)], capture_output=True, text=True, env=env, cwd=tmp_path,
                         check=False)
