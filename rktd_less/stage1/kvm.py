@@ -11,8 +11,10 @@ machined as class ``vm``; its memory is rkt's: each app's memory limit (128M by 
 128M. This process stays as the VM's parent and ends with the first failing app's status.
 
 Networks: the pod's CNI networks as for nspawn, each interface mirrored to a tap of QEMU's in
-the pod's namespace (kvmnet.py). Not yet (issue 13 goes on): ``rkt enter``, a clean ``rkt
-stop`` (it kills the VM now), ``--interactive``.
+the pod's namespace (kvmnet.py). ``rkt stop`` (and
+``systemctl stop``: KillMode=mixed) asks the guest to power off through a virtio port
+(``rkt.control``), ``--force`` ends QEMU. Not yet (issue 13 goes on): ``rkt enter``,
+``--interactive``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -44,6 +47,33 @@ if TYPE_CHECKING:
     from .kvmnet import Nic
 
 QEMU = "qemu-system-x86_64"
+# QEMU's end of the guest's rkt.control port (short: a unix socket path has 107 bytes)
+CONTROL_DIR = Path("/run/rkt")
+# The guest's end: a unit of the pod's systemd reading commands from the virtio port named
+# rkt.control and powering the VM off on "poweroff" (rkt stop, systemctl stop).
+CONTROL_SCRIPT = """#!/bin/sh
+for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = rkt.control ] && exec < "/dev/${p##*/}"
+done
+while read -r cmd; do
+    case "$cmd" in
+        poweroff) /usr/bin/systemctl --no-block poweroff ;;
+    esac
+done
+"""
+CONTROL_UNIT = """[Unit]
+Description=rkt: the VM's control channel (rkt stop)
+DefaultDependencies=no
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+ExecStart=/bin/sh /rkt/control.sh
+"""
+
+
+def control_socket(uuid: str) -> Path:
+    return CONTROL_DIR / f"kvm-{uuid}.sock"
 KERNEL_DIR = Path("/usr/lib/rkt/stage1-kvm")  # vmlinux, modules/ (kvmguest.fetch)
 BUSYBOX = Path("/bin/busybox")  # busybox-static: the initramfs's tools
 APP_MEMORY = 128 << 20  # rkt: an app without a memory limit counts 128M
@@ -114,7 +144,8 @@ def make_initramfs(kdir: Path, init: Path, dest: Path) -> Path:
 
 
 def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Path,
-              root: Path, debug: bool = False, nics: Sequence[Nic] = ()) -> list[str]:
+              root: Path, debug: bool = False, nics: Sequence[Nic] = (),
+              control: Path | None = None) -> list[str]:
     khz = _tsc_khz()
     cmdline = ["console=ttyS0", "panic=-1", "reboot=t",
                *([] if debug else ["quiet", "loglevel=0"]),
@@ -131,6 +162,9 @@ def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Pat
                   "multidevs=remap",
         "-device", "virtio-9p-device,fsdev=usr,mount_tag=usr",
         *(arg for i, nic in enumerate(nics) for arg in nic.qemu_args(i)),
+        *(["-device", "virtio-serial-device",
+           "-chardev", f"socket,id=ctl,path={control},server=on,wait=off",
+           "-device", "virtserialport,chardev=ctl,name=rkt.control"] if control else []),
     ]
 
 
@@ -184,17 +218,26 @@ def run(args: list[str]) -> int:
             net_down(pp.root, uuid, host_mnt)
         raise
     _register(uuid, vm.pid)
+    control = _connect(control_socket(uuid), vm)
     stopped = False
 
-    def forward(signo: int, _frame: object) -> None:  # to the VM, which ends us
-        nonlocal stopped
+    def forward(signo: int, _frame: object) -> None:
+        """A stop: the guest powers off cleanly (its apps stopped, their statuses recorded);
+        asked again, or without the channel, the VM ends at once."""
+        nonlocal stopped, control
         stopped = True
+        if control is not None:
+            with contextlib.suppress(OSError):
+                control.sendall(b"poweroff\n")
+                control = None
+                return
         vm.send_signal(signo)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     code = _wait(vm, pp.stage1_rootfs / "rkt" / "supervisor-status")
     initrd.unlink(missing_ok=True)
+    control_socket(uuid).unlink(missing_ok=True)
     statuses = app_statuses(pp.root)
     if all(s is None for s in statuses.values()) and not stopped:
         print(f"stage1: the VM ended before its apps ran ({QEMU} status {code}; see the "
@@ -239,8 +282,33 @@ def _prepare(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
     build_pod_root(opts, uuid, pp, pod, attached=attached, private_network=True, relax=relax,
                    interactive=False, stdin_stream=False, host_ports={}, given={}, mount=mount)
     replace_file(pp.stage1_rootfs / "rkt" / "vm", "")  # the reapers power the VM off
+    units = pp.stage1_rootfs / "etc" / "systemd" / "system"
+    replace_file(units / "rkt-control.service", CONTROL_UNIT)
+    replace_file(pp.stage1_rootfs / "rkt" / "control.sh", CONTROL_SCRIPT, mode=0o755)
+    replace_file(units / "default.target.d" / "rkt-control.conf",
+                 "[Unit]\nWants=rkt-control.service\n")
+    CONTROL_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    control_socket(uuid).unlink(missing_ok=True)
     return qemu_argv(qemu, accel, vm_memory(pod), vmlinux, initrd, pp.stage1_rootfs,
-                     debug=opts.get("debug") == "true", nics=nics)
+                     debug=opts.get("debug") == "true", nics=nics,
+                     control=control_socket(uuid))
+
+
+def _connect(path: Path, vm: subprocess.Popen[bytes]) -> socket.socket | None:
+    """Our end of the guest's control port (QEMU listens on it once it runs); kept open for
+    the VM's life (the guest reads it as long as we hold it)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while vm.poll() is None and time.monotonic() < deadline:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(str(path))
+            return s
+        except OSError:
+            s.close()
+            time.sleep(0.02)
+    return None
 
 
 def _wait(vm: subprocess.Popen[bytes], ready: Path) -> int:
@@ -260,21 +328,26 @@ def _wait(vm: subprocess.Popen[bytes], ready: Path) -> int:
 
 def _notify(address: str, message: str) -> None:
     """sd_notify(3) without libsystemd: a datagram to $NOTIFY_SOCKET."""
-    import socket
-
     target = "\0" + address[1:] if address.startswith("@") else address
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.sendto(message.encode(), target)
 
 
 def stop(args: list[str]) -> int:
+    """The stage1 asks the guest to power off; --force ends the VM (QEMU) at once."""
     opts, _uuid = parse_opts(args)
     try:
         pid = int(PodPaths(HERE).ppid.read_text().strip())
     except (OSError, ValueError) as e:
         raise RktError("pod has no pid file: it never started") from e
+    if opts.get("force") == "true":
+        with contextlib.suppress(OSError, ValueError):
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            for child in children:  # QEMU, the stage1's only child
+                os.kill(int(child), signal.SIGKILL)
+            return 0
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL if opts.get("force") == "true" else signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     return 0
 
 

@@ -34,6 +34,7 @@ DATA = Path("/var/lib/rkt")
 ETC = Path("/etc/rkt")
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
 IMAGES = Path("/usr/lib/rkt/stage1-images")
+KVM_KERNEL = Path("/usr/lib/rkt/stage1-kvm")
 GROUPS = ("rkt", "rkt-admin")
 POLICY = Path("/usr/sbin/policy-rc.d")
 INSECURE = "--insecure-options=image"
@@ -81,8 +82,8 @@ def outside(work: Path) -> Path:
 def deb(work: Path) -> Path:
     out = work / "out"
     # the guest kernel install.sh fetched (the bed has no network to download it again)
-    cp = sh("bash", str(BUILD_DEB), "--out", str(out), "--guest-kernel",
-            "/usr/lib/rkt/stage1-kvm", cwd=work, timeout=600)
+    cp = sh("bash", str(BUILD_DEB), "--out", str(out), "--guest-kernel", str(KVM_KERNEL),
+            cwd=work, timeout=600)
     debs = sorted(out.glob("*.deb"))
     assert [d.name for d in debs] == [
         f"rktd-less_{__version__}_{sh('dpkg', '--print-architecture').stdout.strip()}.deb"]
@@ -114,6 +115,11 @@ def installed(deb: Path, work: Path) -> Iterator[subprocess.CompletedProcess[str
     hidden = POLICY.with_name(POLICY.name + ".test-deb")
     if POLICY.exists():
         POLICY.rename(hidden)
+    # install.sh's guest kernel (the kvm tests use it): the package brings its own at that
+    # path and takes it away when purged; this one is put aside meanwhile
+    kvm_aside = work / "stage1-kvm-before"
+    if KVM_KERNEL.exists():
+        sh("cp", "-a", str(KVM_KERNEL), str(kvm_aside))
     try:
         cp = sh("apt-get", "install", "-y", str(deb), env=env, timeout=300)
         # nothing else fetched or changed: every Depends is a Debian package already here
@@ -132,6 +138,11 @@ def installed(deb: Path, work: Path) -> Iterator[subprocess.CompletedProcess[str
         DATA.rmdir()
         if hidden.exists():
             hidden.rename(POLICY)
+        if kvm_aside.exists():
+            sh("rm", "-rf", str(KVM_KERNEL), check=False)
+            KVM_KERNEL.parent.mkdir(parents=True, exist_ok=True)
+            sh("cp", "-a", str(kvm_aside), str(KVM_KERNEL))
+            sh("rm", "-rf", str(kvm_aside))
 
 
 def test_package_contents(deb: Path) -> None:

@@ -71,8 +71,10 @@ def test_detached_vm_is_a_machine_of_class_vm_and_stops(env: Rkt, aci: Path) -> 
         row = next(ln for ln in sh("machinectl", "list", "--no-legend").stdout.splitlines()
                    if f"rkt-{uuid}" in ln)
         assert row.split()[1] == "vm", row
-        env("stop", uuid)
+        env("stop", uuid)  # a clean shutdown of the guest: its systemd stops the app
         assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 60)
+        status = env("status", uuid).stdout
+        assert "app-busybox=143" in status, status  # recorded by the guest's reaper
     finally:
         sh("systemctl", "stop", unit, check=False)
     env("gc", "--grace-period=0s")
