@@ -82,7 +82,7 @@ def test_detached_vm_is_a_machine_of_class_vm_and_stops(env: Rkt, aci: Path) -> 
     assert _pod_mounts(env) == []
 
 
-def test_refused_with_host_network_or_without_a_guest_kernel(env: Rkt, aci: Path) -> None:
+def test_refused_with_host_network(env: Rkt, aci: Path) -> None:
     before = sorted(p.name for p in (env.data / "pods").glob("*/*"))
     cp = env("run", INSECURE, KVM, "--net=host", str(aci), check=False)
     assert cp.returncode == 254, cp
@@ -128,3 +128,22 @@ def test_the_vm_on_the_default_network_both_ways(env: Rkt, aci: Path) -> None:
         env("stop", uuid)
         env("status", "--wait=60s", uuid)
     assert wait_for(lambda: census() == before, 20), (census(), before)
+
+
+def test_refused_without_qemu_or_guest_kernel(env: Rkt, aci: Path, tmp_path: Path) -> None:
+    """What a machine without them looks like, made in the bed for the test: an empty
+    directory over the guest kernel's, /dev/null over QEMU (both undone after)."""
+    before = sorted(p.name for p in (env.data / "pods").glob("*/*"))
+    for target, source, needle in (
+            ("/usr/lib/rkt/stage1-kvm", str(tmp_path), "no guest kernel for the kvm stage1"),
+            ("/usr/bin/qemu-system-x86_64", "/dev/null",
+             "qemu-system-x86_64 is not installed")):
+        sh("mount", "--bind", source, target)
+        try:
+            cp = env("run", INSECURE, KVM, "--net=none", str(aci), check=False)
+        finally:
+            sh("umount", target)
+        assert cp.returncode == 254, cp
+        lines = [ln for ln in cp.stderr.strip().splitlines() if "TCG" not in ln]
+        assert len(lines) == 1 and needle in lines[0], cp.stderr
+    assert sorted(p.name for p in (env.data / "pods").glob("*/*")) == before
