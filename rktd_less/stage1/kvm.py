@@ -13,7 +13,9 @@ machined as class ``vm``; its memory is rkt's: each app's memory limit (128M by 
 Networks: the pod's CNI networks as for nspawn, each interface mirrored to a tap of QEMU's in
 the pod's namespace (kvmnet.py). ``rkt stop`` (and
 ``systemctl stop``: KillMode=mixed) asks the guest to power off through a virtio port
-(``rkt.control``), ``--force`` ends QEMU. Not yet (issue 13 goes on): ``rkt enter``,
+(``rkt.control``), ``--force`` ends QEMU. ``rkt enter`` runs a command in the VM through a
+second port (``rkt.enter``): the app's rootfs, credentials and environment; its output and exit
+status come back (one command at a time, no stdin). Not yet (issue 13 goes on):
 ``--interactive``.
 """
 
@@ -61,6 +63,50 @@ while read -r cmd; do
     esac
 done
 """
+# `rkt enter`: the guest's end of the rkt.enter port, one command at a time: the host sends
+# "<length>\\n", then the app's name, a token and the argv, NUL-separated (env, nsenter into
+# the app's mount namespace and root with its credentials, the command: made on the host, the
+# app's PID filled in here); its output comes back on the port, its exit status as the name of
+# an empty file /rkt/enter-status-<token>-<status> (a name reaches the host at once over 9p,
+# where a file's data may stay in the guest's cache).
+ENTER_SCRIPT = """#!/bin/sh
+for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = rkt.enter ] && port="/dev/${p##*/}"
+done
+while :; do  # a port with no host end reads as empty: look again a little later
+    exec 3<>"$port"
+    read -r n <&3 && [ -n "$n" ] && break
+    exec 3<&-
+    /usr/bin/sleep 0.5
+done
+/usr/bin/head -c "$n" <&3 > /run/rkt-enter.req
+field() { /usr/bin/sed -z -n "$1p" /run/rkt-enter.req | /usr/bin/tr -d '\\0'; }
+app=$(field 1) token=$(field 2)
+case "$token" in *[!0-9a-f]*|'') exit 0 ;; esac
+status="/rkt/enter-status-$token"
+pid=$(/usr/bin/systemctl show --property=MainPID --value "$app.service")
+if [ -z "$pid" ] || [ "$pid" = 0 ]; then
+    echo "enter: app $app is not running" >&3
+    : > "$status-254"
+    exit 0
+fi
+/usr/bin/tail -z -n +3 /run/rkt-enter.req | /usr/bin/sed -z "s/^--target=@PID@$/--target=$pid/" \\
+    > /run/rkt-enter.argv
+/usr/bin/xargs -0 -a /run/rkt-enter.argv /bin/sh -c '"$@"; : > "$0-$?"' "$status" \\
+    </dev/null >&3 2>&3
+"""
+ENTER_UNIT = """[Unit]
+Description=rkt: rkt enter's channel into the VM
+DefaultDependencies=no
+StartLimitIntervalSec=0
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+ExecStart=/bin/sh /rkt/enter.sh
+Restart=always
+RestartSec=0
+"""
 CONTROL_UNIT = """[Unit]
 Description=rkt: the VM's control channel (rkt stop)
 DefaultDependencies=no
@@ -72,8 +118,8 @@ ExecStart=/bin/sh /rkt/control.sh
 """
 
 
-def control_socket(uuid: str) -> Path:
-    return CONTROL_DIR / f"kvm-{uuid}.sock"
+def control_socket(uuid: str, port: str = "control") -> Path:
+    return CONTROL_DIR / f"kvm-{uuid}{'' if port == 'control' else '-' + port}.sock"
 KERNEL_DIR = Path("/usr/lib/rkt/stage1-kvm")  # vmlinux, modules/ (kvmguest.fetch)
 BUSYBOX = Path("/bin/busybox")  # busybox-static: the initramfs's tools
 APP_MEMORY = 128 << 20  # rkt: an app without a memory limit counts 128M
@@ -164,7 +210,10 @@ def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Pat
         *(arg for i, nic in enumerate(nics) for arg in nic.qemu_args(i)),
         *(["-device", "virtio-serial-device",
            "-chardev", f"socket,id=ctl,path={control},server=on,wait=off",
-           "-device", "virtserialport,chardev=ctl,name=rkt.control"] if control else []),
+           "-device", "virtserialport,chardev=ctl,name=rkt.control",
+           "-chardev", f"socket,id=ent,path={control.with_name(control.stem + '-enter.sock')},"
+                       "server=on,wait=off",
+           "-device", "virtserialport,chardev=ent,name=rkt.enter"] if control else []),
     ]
 
 
@@ -238,6 +287,7 @@ def run(args: list[str]) -> int:
     code = _wait(vm, pp.stage1_rootfs / "rkt" / "supervisor-status")
     initrd.unlink(missing_ok=True)
     control_socket(uuid).unlink(missing_ok=True)
+    control_socket(uuid, "enter").unlink(missing_ok=True)
     statuses = app_statuses(pp.root)
     if all(s is None for s in statuses.values()) and not stopped:
         print(f"stage1: the VM ended before its apps ran ({QEMU} status {code}; see the "
@@ -285,10 +335,13 @@ def _prepare(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
     units = pp.stage1_rootfs / "etc" / "systemd" / "system"
     replace_file(units / "rkt-control.service", CONTROL_UNIT)
     replace_file(pp.stage1_rootfs / "rkt" / "control.sh", CONTROL_SCRIPT, mode=0o755)
+    replace_file(units / "rkt-enter.service", ENTER_UNIT)
+    replace_file(pp.stage1_rootfs / "rkt" / "enter.sh", ENTER_SCRIPT, mode=0o755)
     replace_file(units / "default.target.d" / "rkt-control.conf",
-                 "[Unit]\nWants=rkt-control.service\n")
+                 "[Unit]\nWants=rkt-control.service rkt-enter.service\n")
     CONTROL_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     control_socket(uuid).unlink(missing_ok=True)
+    control_socket(uuid, "enter").unlink(missing_ok=True)
     return qemu_argv(qemu, accel, vm_memory(pod), vmlinux, initrd, pp.stage1_rootfs,
                      debug=opts.get("debug") == "true", nics=nics,
                      control=control_socket(uuid))
@@ -369,8 +422,75 @@ def stop_post(args: list[str]) -> int:
     return 0
 
 
+def enter_argv(uid: int, gid: int, env: Sequence[tuple[str, str]],
+               cmd: Sequence[str]) -> list[str]:
+    """What the guest runs for `rkt enter`: the app's environment, its mount namespace and
+    root (its /proc, volumes) as its user (nsenter into its main process, whose PID the guest
+    fills in; the VM is the boundary; the tools are the machine's /usr)."""
+    return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env), "/usr/bin/nsenter",
+            "--target=@PID@", "--mount", "--root", f"--setuid={uid}", f"--setgid={gid}", "--",
+            *cmd]
+
+
 def enter(args: list[str]) -> int:
-    raise RktError("rkt enter is not available for kvm pods yet")
+    """``--pid=PID --appname=NAME -- CMD ARGS``: CMD in the VM, in the app's rootfs with its
+    credentials and environment, through the rkt.enter port; its output (stdout and stderr
+    together) comes back, then its exit status. One at a time; no stdin."""
+    import time
+
+    from ..common.appids import resolve_id
+    from ..common.podstatus import status_dir
+    from . import apps as appmod
+    from .enter import parse_args
+    from .fly import _app
+
+    ea = parse_args(args)
+    pp = PodPaths(Path.cwd())
+    pod = read_pod_manifest(pp.manifest)
+    ra = next((a for a in pod.get("apps", []) if a["name"] == ea.app), None)
+    if ra is None:
+        raise RktError(f'pod has no app "{ea.app}"')
+    app = _app(pp, ra)
+    tree = pp.app_tree_id(ea.app).read_text().strip()
+    approot = pp.root.parents[2] / "cas" / "tree" / tree / "rootfs"  # for the IDs' names
+    uid = resolve_id(str(app.get("user", "0")), approot, "passwd", "user", ea.app)
+    gid = resolve_id(str(app.get("group", "0")), approot, "group", "group", ea.app)
+    env = appmod.app_env(ea.app, app.get("environment", []))
+    token = os.urandom(8).hex()
+    argv = [ea.app, token, *enter_argv(uid, gid, env, ea.cmd)]
+    d = status_dir(pp.root)
+    mark = f"enter-status-{token}-"
+    payload = b"\0".join(a.encode() for a in argv)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(control_socket(pp.root.name, "enter")))
+        except OSError as e:
+            raise RktError(f"cannot reach the VM's enter channel: {e.strerror}") from None
+        s.sendall(f"{len(payload)}\n".encode() + payload)
+        s.settimeout(0.1)
+        done_at: float | None = None
+        while True:
+            try:
+                chunk = s.recv(65536)
+                if chunk:
+                    os.write(1, chunk)
+                    continue
+                break
+            except TimeoutError:
+                pass
+            if done_at is None and d is not None and any(d.parent.glob(mark + "*")):
+                done_at = time.monotonic()  # the last output may still be on its way
+            if done_at is not None and time.monotonic() - done_at > 0.3:
+                break
+    deadline = time.monotonic() + 3  # the guest marks it as its channel closes
+    while d is not None and time.monotonic() < deadline:
+        for f in d.parent.glob(mark + "*"):
+            f.unlink(missing_ok=True)
+            code = f.name.removeprefix(mark)
+            return int(code) if code.isdigit() else 254
+        time.sleep(0.05)
+    print("stage1: the VM did not report the command's exit status", file=sys.stderr)
+    return 254
 
 
 def main(verb: str, args: list[str]) -> int:

@@ -71,6 +71,13 @@ def test_detached_vm_is_a_machine_of_class_vm_and_stops(env: Rkt, aci: Path) -> 
         row = next(ln for ln in sh("machinectl", "list", "--no-legend").stdout.splitlines()
                    if f"rkt-{uuid}" in ln)
         assert row.split()[1] == "vm", row
+        # rkt enter: in the guest, in the app's root (its /proc: the VM's kernel), its status
+        cp = env("enter", uuid, "/bin/sh", "-c", "cat /proc/version; ls /proc/1/exe >/dev/null "
+                 "&& echo in-the-app; exit 5", check=False, timeout=60)
+        assert cp.returncode == 5, cp
+        assert "in-the-app" in cp.stdout
+        assert cp.stdout.splitlines()[0] != Path("/proc/version").read_text().strip()
+        assert env("enter", uuid, "/bin/echo", "again", timeout=60).stdout == "again\n"
         env("stop", uuid)  # a clean shutdown of the guest: its systemd stops the app
         assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 60)
         status = env("status", uuid).stdout

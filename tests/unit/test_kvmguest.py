@@ -124,3 +124,13 @@ def test_kvm_nics_for_qemu_and_the_guest() -> None:
                                 "-device", "virtio-net-device,netdev=n0,mac=aa:bb:cc:dd:ee:ff"]
     assert nic.cmdline() == ["rkt.ip=eth0,172.16.28.5/24", "rkt.route=eth0,default,172.16.28.1",
                              "rkt.route=eth0,172.16.28.0/24,172.16.28.1"]
+
+
+def test_enter_argv_is_the_apps_context() -> None:
+    from rktd_less.stage1 import kvm
+
+    assert kvm.enter_argv(1000, 100, [("PATH", "/bin"), ("A", "b c")], ["/bin/sh", "-c", "x"]) \
+        == ["/usr/bin/env", "-i", "PATH=/bin", "A=b c", "/usr/bin/nsenter", "--target=@PID@",
+            "--mount", "--root", "--setuid=1000", "--setgid=100", "--", "/bin/sh", "-c", "x"]
+    assert "--target=@PID@" in kvm.ENTER_SCRIPT  # the guest fills it in
+    assert kvm.control_socket("u") != kvm.control_socket("u", "enter")
