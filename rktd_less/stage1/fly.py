@@ -160,6 +160,15 @@ def run(args: list[str]) -> int:
     return 254  # not reached
 
 
+def entered_app(pp: PodPaths, name: str) -> AppDoc:
+    """The app `rkt enter` names (its pod manifest entry's, or its image's)."""
+    pod = read_pod_manifest(pp.manifest)
+    ra = next((a for a in pod.get("apps", []) if a["name"] == name), None)
+    if ra is None:
+        raise RktError(f'pod has no app "{name}"')
+    return _app(pp, ra)
+
+
 def _app(pp: PodPaths, ra: RuntimeAppDoc) -> AppDoc:
     """The app of a pod manifest entry, or its image's (a --pod-manifest may leave it out)."""
     app = ra.get("app")
@@ -234,11 +243,7 @@ def enter(args: list[str]) -> int:
 
     ea = parse_args(args)
     pp = PodPaths(Path.cwd())
-    pod = read_pod_manifest(pp.manifest)
-    ra = next((a for a in pod.get("apps", []) if a["name"] == ea.app), None)
-    if ra is None:
-        raise RktError(f'pod has no app "{ea.app}"')
-    app = _app(pp, ra)
+    app = entered_app(pp, ea.app)
     root = Path(f"/proc/{ea.pid}/root")
     uid = resolve_id(str(app.get("user", "0")), root, "passwd", "user", ea.app)
     gid = resolve_id(str(app.get("group", "0")), root, "group", "group", ea.app)

@@ -442,15 +442,11 @@ def enter(args: list[str]) -> int:
     from ..common.podstatus import status_dir
     from . import apps as appmod
     from .enter import parse_args
-    from .fly import _app
+    from .fly import entered_app
 
     ea = parse_args(args)
     pp = PodPaths(Path.cwd())
-    pod = read_pod_manifest(pp.manifest)
-    ra = next((a for a in pod.get("apps", []) if a["name"] == ea.app), None)
-    if ra is None:
-        raise RktError(f'pod has no app "{ea.app}"')
-    app = _app(pp, ra)
+    app = entered_app(pp, ea.app)
     tree = pp.app_tree_id(ea.app).read_text().strip()
     approot = pp.root.parents[2] / "cas" / "tree" / tree / "rootfs"  # for the IDs' names
     uid = resolve_id(str(app.get("user", "0")), approot, "passwd", "user", ea.app)
