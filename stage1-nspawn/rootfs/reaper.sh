@@ -52,6 +52,8 @@ else
     st=143
 fi
 printf '%s' "$st" > "/rkt/status/$app.tmp" && mv -f "/rkt/status/$app.tmp" "/rkt/status/$app"
+# in a VM /rkt is the host's over 9p, where written data may wait in the guest's cache: sent now
+[ -e /rkt/vm ] && /usr/bin/sync "/rkt/status/$app"
 # No answer: claiming ends the pod with that status if it was not going down already
 # (rather than leave it waiting for this app for ever), and fails harmlessly if it was.
 [ -z "$show" ] && claim 143
