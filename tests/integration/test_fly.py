@@ -82,8 +82,9 @@ def test_detached_fly_pod_is_a_machine_with_a_journal_and_stops(env: Rkt, aci: P
         assert _pod_mounts(env) == []  # not even while it runs
         env("stop", uuid)
         assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 20)
-        status = env("status", uuid).stdout
-        assert "app-busybox=143" in status, status  # ended by SIGTERM
+        # ended by SIGTERM: recorded by the unit's ExecStopPost, just after the app ended
+        assert wait_for(lambda: "app-busybox=143" in env("status", uuid).stdout, 10), \
+            env("status", uuid).stdout
         assert wait_for(lambda: f"rkt-{uuid}" not in sh("machinectl", "list",
                                                          "--no-legend").stdout, 10)
     finally:
