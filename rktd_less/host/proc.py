@@ -36,8 +36,10 @@ def run(
     capture: bool = True,
     input: bytes | None = None,
     what: str | None = None,
+    error: type[RktError] = RktError,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv`` to completion. On failure (``check``) raise RktError with the tool's stderr.
+    """Run ``argv`` to completion. On failure (``check``) raise ``error`` (a RktError) with the
+    tool's stderr.
 
     ``what`` names the action for the error message ("extract image", ...).
     """
@@ -53,13 +55,17 @@ def run(
             check=False,
         )
     except FileNotFoundError as e:
-        raise RktError(f"cannot run {argv[0]}: not found",
-                       hint="install the package that provides it") from e
+        raise error(f"cannot run {argv[0]}: not found",
+                    hint="install the package that provides it") from e
     if check and cp.returncode != 0:
-        err = (cp.stderr or b"").decode(errors="replace").strip().splitlines()
-        detail = err[-1] if err else f"exit status {cp.returncode}"
-        raise RktError(f"{what or argv[0]} failed: {detail}")
+        raise error(f"{what or argv[0]} failed: {last_error(cp)}")
     return cp
+
+
+def last_error(cp: subprocess.CompletedProcess[bytes]) -> str:
+    """The last line a tool wrote on stderr, or its exit status."""
+    err = (cp.stderr or b"").decode(errors="replace").strip().splitlines()
+    return err[-1] if err else f"exit status {cp.returncode}"
 
 
 def exec_(argv: Sequence[str], env: Mapping[str, str]) -> None:

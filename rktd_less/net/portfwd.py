@@ -24,20 +24,18 @@ import fcntl
 import itertools
 import json
 import os
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..common.podpaths import PodPaths
 from ..errors import NetworkError
 from ..fsio import replace_file
+from ..host import proc
 from .ports import ANY, Forward
 
 LOCK = Path("/run/rkt/portfwd.lock")
 JUMPS = (("PREROUTING", "DNAT"), ("OUTPUT", "DNAT"), ("POSTROUTING", "SNAT"))
-SEARCH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def chain(uuid: str, kind: str) -> str:
@@ -60,38 +58,21 @@ def _rules(uuid: str, fw: Forward, pod_ip: str) -> list[list[str]]:
     ]
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":" + SEARCH)
-    if path is None:
-        raise NetworkError(f"{name} is not installed: it is needed to forward ports",
-                           hint="apt-get install iptables")
-    return path
-
-
-def _iptables(args: Sequence[str], stdin: str | None = None) -> str:
-    tool = "iptables-restore" if stdin is not None else "iptables-save"
-    lock = ["-w"] if stdin is not None else []
-    proc = subprocess.run([_tool(tool), *lock, *args], input=stdin, capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        raise NetworkError(f"{tool} {' '.join(args)}: {why}")
-    return proc.stdout
-
-
 def _restore(tables: dict[str, list[list[str]]]) -> None:
     """One transaction per table (``iptables-restore --noflush``): all of it or nothing."""
     script = "".join(f"*{t}\n" + "".join(" ".join(ln) + "\n" for ln in lines) + "COMMIT\n"
                      for t, lines in tables.items() if lines)
     if script:
-        _iptables(["--noflush"], script)
+        proc.run(["iptables-restore", "-w", "--noflush"], input=script.encode(),
+                 what="iptables-restore", error=NetworkError)
 
 
 def _save() -> dict[str, list[str]]:
     """``iptables-save``: each table's lines (chain declarations and rules)."""
     tables: dict[str, list[str]] = {}
     current: list[str] = []
-    for line in _iptables([]).splitlines():
+    listing = proc.run(["iptables-save"], error=NetworkError).stdout.decode()
+    for line in listing.splitlines():
         if line.startswith("*"):
             current = tables.setdefault(line[1:], [])
         elif line.startswith((":", "-")):

@@ -33,6 +33,14 @@ class Relax:
     paths: bool = False
     seccomp: bool = False
 
+    @classmethod
+    def from_opts(cls, opts: Mapping[str, str]) -> Relax:
+        """From the run entrypoint's ``--disable-capabilities-restriction``, ``--disable-paths``
+        and ``--disable-seccomp``."""
+        return cls(capabilities=opts.get("disable-capabilities-restriction") == "true",
+                   paths=opts.get("disable-paths") == "true",
+                   seccomp=opts.get("disable-seccomp") == "true")
+
 
 # rkt stage1 app.go, made relative to the app's rootfs by :func:`_under`
 READ_ONLY_PATHS = (

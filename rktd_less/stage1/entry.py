@@ -40,7 +40,7 @@ from . import sockets, units
 from .confine import DeviceMount, Relax, app_capabilities, pod_capability_args, service_lines
 from .diagnose import exec_problem
 from .nspawn import NspawnPlan, nspawn_argv, nspawn_env
-from .verbs import dispatch, parse_opts
+from .verbs import HERE, dispatch, parse_opts
 
 if TYPE_CHECKING:
     from ..common.manifests import ImageManifestDoc, PodManifestDoc, RuntimeAppDoc, VolumeDoc
@@ -53,9 +53,6 @@ RESERVED_DIRS = ("rkt/status", "rkt/env", "rkt/iomux", "rkt/diag", "opt/stage2",
 # shell scripts): none has anything to do in a stage1 (no fstab, gettys, init scripts, disks),
 # so each is masked as systemd documents: a same-named link to /dev/null under /etc.
 GENERATOR_DIRS = ("system-generators", "system-environment-generators")
-# The pod directory, relative: stop-post and gc may run while `rkt gc` renames the pod dir
-# (run → exited-garbage): paths below the working directory follow it, Path.cwd() would not.
-HERE = Path(".")
 
 
 def _systemd_booted() -> bool:
@@ -276,9 +273,7 @@ def run(args: list[str]) -> int:
     ipc = opts.get("ipc", "auto")
     if ipc not in IPC_MODES:
         raise RktError(f"invalid --ipc {ipc!r}", hint="auto, private or parent")
-    relax = Relax(capabilities=opts.get("disable-capabilities-restriction") == "true",
-                  paths=opts.get("disable-paths") == "true",
-                  seccomp=opts.get("disable-seccomp") == "true")
+    relax = Relax.from_opts(opts)
     lock_fd = lock_pod(poddir)
     pp = PodPaths(poddir)
     pod = read_pod_manifest(pp.manifest)

@@ -20,10 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..common.appids import resolve_id
 from ..common.manifests import read_pod_manifest
@@ -32,45 +31,20 @@ from ..common.podstatus import status_dir
 from ..common.volumes import safe_target
 from ..errors import RktError
 from ..fsio import replace_file
-from ..ids import machine_name
+from ..host.machined import register
 from ..net import dns
 from . import apps as appmod
-from .verbs import dispatch, parse_opts
+from .verbs import HERE, dispatch, parse_opts
 
 if TYPE_CHECKING:
     from ..common.manifests import AppDoc, RuntimeAppDoc
 
-HERE = Path(".")  # the pod directory (the entrypoints' working directory)
 API_FS = ("dev", "proc", "sys")
 
 
-def _register(uuid: str, root: Path) -> None:
-    """machined: the pod is a machine of class container whose leader is this process (soon
-    the app); machined finds its unit from the leader's cgroup and forgets the machine when
-    the unit ends. Without machined (no systemd), nothing to do."""
-    if not os.path.isdir("/run/systemd/system"):
-        return
-    uid = bytes.fromhex(uuid.replace("-", ""))
-    cmd = ["busctl", "call", "--quiet", "org.freedesktop.machine1", "/org/freedesktop/machine1",
-           "org.freedesktop.machine1.Manager", "RegisterMachine", "sayssus",
-           machine_name(uuid), str(len(uid)), *(str(b) for b in uid), "rkt", "container",
-           str(os.getpid()), str(root)]
-    try:
-        cp = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except OSError as e:  # no busctl: say so, the pod runs all the same
-        print(f"stage1: registering with systemd-machined: busctl: {e.strerror}",
-              file=sys.stderr)
-        return
-    if cp.returncode != 0:
-        why = (cp.stderr.strip().splitlines() or ["busctl failed"])[-1]
-        print(f"stage1: registering with systemd-machined: {why}", file=sys.stderr)
-
-
-def _etc_binds(opts: dict[str, str], pp: PodPaths, approot: Path, mount: object) -> None:
+def _etc_binds(opts: dict[str, str], pp: PodPaths, approot: Path, mount: Any) -> None:
     """rkt fly's DNS and hosts modes: the machine's files (host) or stage0's (--dns IPs,
     --hosts-entry) bound over the app's; else the image's own."""
-    from ..host import mount as m
-
     resolv_mode, hosts_mode = dns.parse_conf_mode(opts.get("dns-conf-mode", ""))
     sources = {"host": {"resolv.conf": Path("/etc/resolv.conf"), "hosts": Path("/etc/hosts")},
                "stage0": {"resolv.conf": pp.stage0_resolv, "hosts": pp.stage0_hosts}}
@@ -82,7 +56,7 @@ def _etc_binds(opts: dict[str, str], pp: PodPaths, approot: Path, mount: object)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch(mode=0o644)
-        m.bind(src, target, recursive=False, readonly=mode == "host")
+        mount.bind(src, target, recursive=False, readonly=mode == "host")
 
 
 def run(args: list[str]) -> int:
@@ -139,7 +113,9 @@ def run(args: list[str]) -> int:
         ready = status.parent / "supervisor-status"
         ready.unlink(missing_ok=True)
         ready.symlink_to("ready")
-    _register(uuid, approot)
+    why = register(uuid, os.getpid(), "container", approot)  # the leader: soon the app
+    if why is not None:
+        print(f"stage1: registering with systemd-machined: {why}", file=sys.stderr)
     # a socket-activated `rkt run`: the sockets systemd gave us are the app's (same PID)
     env += [(k, os.environ[k]) for k in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
             if k in os.environ]

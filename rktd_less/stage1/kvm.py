@@ -38,10 +38,10 @@ from ..common.podpaths import PodPaths
 from ..common.podstatus import app_statuses
 from ..errors import RktError
 from ..fsio import replace_file
-from ..ids import machine_name
+from ..host.machined import register
 from ..net import netlist
 from .confine import Relax
-from .verbs import dispatch, parse_opts
+from .verbs import HERE, dispatch, parse_opts
 
 if TYPE_CHECKING:
     from ..common.manifests import PodManifestDoc
@@ -124,7 +124,6 @@ KERNEL_DIR = Path("/usr/lib/rkt/stage1-kvm")  # vmlinux, modules/ (kvmguest.fetc
 BUSYBOX = Path("/bin/busybox")  # busybox-static: the initramfs's tools
 APP_MEMORY = 128 << 20  # rkt: an app without a memory limit counts 128M
 VM_OVERHEAD = 128 << 20
-HERE = Path(".")
 
 
 def vm_memory(pod: PodManifestDoc) -> int:
@@ -217,17 +216,6 @@ def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Pat
     ]
 
 
-def _register(uuid: str, leader: int) -> None:
-    if not os.path.isdir("/run/systemd/system"):
-        return
-    uid = bytes.fromhex(uuid.replace("-", ""))
-    subprocess.run(["busctl", "call", "--quiet", "org.freedesktop.machine1",
-                    "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager",
-                    "RegisterMachine", "sayssus", machine_name(uuid), str(len(uid)),
-                    *(str(b) for b in uid), "rkt", "vm", str(leader), ""],
-                   capture_output=True, check=False)
-
-
 def run(args: list[str]) -> int:
     from .entry import lock_pod, net_down
 
@@ -254,7 +242,7 @@ def run(args: list[str]) -> int:
     netns_fd: int | None = None
     host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        netns_fd, attached, nics = _networks(opts, nets, uuid, pp, pod)
+        netns_fd, attached, nics = _networks(opts, nets, uuid, pp, pod, s1)
         argv = _prepare(opts, uuid, pp, pod, attached, nics, qemu, accel, vmlinux, initrd)
         if netns_fd is not None:  # QEMU opens its taps in the pod's network namespace
             from ..host.netns import join
@@ -266,7 +254,9 @@ def run(args: list[str]) -> int:
         if netns_fd is not None:  # no VM: nothing may keep the networks
             net_down(pp.root, uuid, host_mnt)
         raise
-    _register(uuid, vm.pid)
+    why = register(uuid, vm.pid, "vm")
+    if why is not None:
+        print(f"stage1: registering with systemd-machined: {why}", file=sys.stderr)
     control = _connect(control_socket(uuid), vm)
     stopped = False
 
@@ -300,7 +290,7 @@ def run(args: list[str]) -> int:
 
 
 def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, pp: PodPaths,
-              pod: PodManifestDoc) -> tuple[int | None, list[Attached], list[Nic]]:
+              pod: PodManifestDoc, s1: Path) -> tuple[int | None, list[Attached], list[Nic]]:
     """The pod's CNI networks (as for nspawn), and a tap mirrored to each of their interfaces
     for the VM; undone on failure."""
     if not nets.contained:
@@ -309,7 +299,6 @@ def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, pp: PodPat
     from .entry import forwards, net_down, networks
     from .kvmnet import wire
 
-    s1 = pp.root.parents[2] / "cas" / "tree" / pp.stage1_tree_id.read_text().strip() / "rootfs"
     fd, attached = networks(opts, nets, uuid, pp.root, s1, forwards(pod))
     try:
         return fd, attached, wire(netns_name(uuid), [a.net.ifname for a in attached])
@@ -326,10 +315,8 @@ def _prepare(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
     from .entry import build_pod_root
 
     mount.unshare_mounts()
-    relax = Relax(capabilities=opts.get("disable-capabilities-restriction") == "true",
-                  paths=opts.get("disable-paths") == "true",
-                  seccomp=opts.get("disable-seccomp") == "true")
-    build_pod_root(opts, uuid, pp, pod, attached=attached, private_network=True, relax=relax,
+    build_pod_root(opts, uuid, pp, pod, attached=attached, private_network=True,
+                   relax=Relax.from_opts(opts),
                    interactive=False, stdin_stream=False, host_ports={}, given={}, mount=mount)
     replace_file(pp.stage1_rootfs / "rkt" / "vm", "")  # the reapers power the VM off
     units = pp.stage1_rootfs / "etc" / "systemd" / "system"

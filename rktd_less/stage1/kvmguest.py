@@ -15,7 +15,6 @@ from __future__ import annotations
 import lzma
 import os
 import stat
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RktError
+from ..host import proc
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ELF_MAGIC = b"\x7fELF"
@@ -134,10 +134,9 @@ def fetch(dest: Path, package: str = KERNEL_PACKAGE) -> Path:
     with tempfile.TemporaryDirectory(prefix="rkt-kvm-kernel-") as tmp:
         work = Path(tmp)
         image = _kernel_image_package(package)
-        subprocess.run(["apt-get", "download", "-q", image], cwd=work, check=True,
-                       capture_output=True)
+        proc.run(["apt-get", "download", "-q", image], cwd=work)
         (deb,) = work.glob("*.deb")
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x")], check=True)
+        proc.run(["dpkg-deb", "-x", str(deb), str(work / "x")])
         (vmlinuz,) = (work / "x" / "boot").glob("vmlinuz-*")
         release = vmlinuz.name.removeprefix("vmlinuz-")
         moddir = work / "x" / "lib" / "modules" / release
@@ -160,8 +159,7 @@ def guest_modules(kernel_dir: Path) -> list[Path]:
 
 def _kernel_image_package(meta: str) -> str:
     """``linux-image-amd64`` → the versioned package it depends on."""
-    out = subprocess.run(["apt-cache", "depends", meta], check=True, capture_output=True,
-                         text=True).stdout
+    out = proc.run(["apt-cache", "depends", meta]).stdout.decode()
     for line in out.splitlines():
         kind, _, name = line.strip().partition(": ")
         if kind == "Depends" and name.startswith("linux-image-"):
@@ -183,7 +181,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         dest = fetch(Path(argv[0]))
-    except (RktError, OSError, subprocess.CalledProcessError) as e:
+    except (RktError, OSError) as e:
         print(f"guest kernel: {e}", file=sys.stderr)
         return 1
     print(dest)

@@ -9,11 +9,11 @@ NICs from the kernel command line (``rkt.ip=eth0,ADDR/PREFIX``, ``rkt.route=eth0
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import NetworkError
+from ..host import proc
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,8 @@ class Nic:
 
 
 def _ip(ns: str, *args: str, tool: str = "ip") -> str:
-    cp = subprocess.run([tool, "-n", ns, *args], capture_output=True, text=True, check=False)
-    if cp.returncode != 0:
-        why = (cp.stderr.strip().splitlines() or [f"exit status {cp.returncode}"])[-1]
-        raise NetworkError(f"{tool} -n {ns} {' '.join(args)}: {why}")
-    return cp.stdout
+    argv = [tool, "-n", ns, *args]
+    return proc.run(argv, what=" ".join(argv), error=NetworkError).stdout.decode()
 
 
 def parse_routes(text: str) -> tuple[tuple[str, str], ...]:

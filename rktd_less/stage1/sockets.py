@@ -19,15 +19,19 @@ from typing import Any
 FIRST_FD = 3  # SD_LISTEN_FDS_START
 
 
+def _given(env: Mapping[str, str]) -> range:
+    """The fds systemd gave this process (sd_listen_fds: none unless LISTEN_PID is ours)."""
+    if env.get("LISTEN_PID") != str(os.getpid()) or not env.get("LISTEN_FDS", "").isdigit():
+        return range(0)
+    return range(FIRST_FD, FIRST_FD + int(env["LISTEN_FDS"]))
+
+
 def passed(environ: Mapping[str, str] | None = None) -> dict[tuple[str, int], str]:
     """The listening sockets this process was given by systemd: (protocol, port) → their
     address as a socket unit's Listen*= names it (``0.0.0.0:80``, ``[::]:80``): the pod's
     systemd takes a passed socket only for the unit that names exactly its address."""
-    env = os.environ if environ is None else environ
-    if env.get("LISTEN_PID") != str(os.getpid()) or not env.get("LISTEN_FDS", "").isdigit():
-        return {}
     out: dict[tuple[str, int], str] = {}
-    for fd in range(FIRST_FD, FIRST_FD + int(env["LISTEN_FDS"])):
+    for fd in _given(os.environ if environ is None else environ):
         try:
             s = socket.socket(fileno=fd)
         except OSError:
@@ -48,9 +52,10 @@ def nspawn_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """What nspawn needs to take every socket we were given (it runs with our PID: we exec
     it); the sockets stay open across that exec."""
     env = os.environ if environ is None else environ
-    if env.get("LISTEN_PID") != str(os.getpid()) or not env.get("LISTEN_FDS", "").isdigit():
+    fds = _given(env)
+    if not fds:
         return {}
-    for fd in range(FIRST_FD, FIRST_FD + int(env["LISTEN_FDS"])):
+    for fd in fds:
         try:
             os.set_inheritable(fd, True)
         except OSError:

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from ..errors import RktError
+
+# The pod directory: every entrypoint runs in it. Relative, so that paths below it follow the
+# directory should `rkt gc` rename it (run → exited-garbage) under a stop-post or gc running
+# in it; Path.cwd() would not.
+HERE = Path(".")
 
 
 def parse_opts(args: Sequence[str]) -> tuple[dict[str, str], str]:

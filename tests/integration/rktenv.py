@@ -62,6 +62,13 @@ class Rkt:
         pods = self.data / "pods"
         return sorted(str(p.relative_to(pods)) for p in pods.rglob("*")) if pods.exists() else []
 
+    def pod_mounts(self) -> list[str]:
+        """This machine's mounts below the pods directory (a stage1 that keeps its mounts in
+        a namespace of its own, fly's or kvm's, leaves none)."""
+        pods = str(self.data / "pods")
+        return [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+                if pods in ln]
+
     def uuid_file(self) -> Path:
         return self.work / f"uuid-{uuidlib.uuid4().hex[:8]}"
 

@@ -24,13 +24,6 @@ def aci(env: Rkt) -> Path:
                      exec_=("/bin/sh", "-c", "echo image default"))
 
 
-def _pod_mounts(env: Rkt) -> list[str]:
-    """Mounts of this machine below the data dir's pods (none should ever exist for fly)."""
-    pods = str(env.data / "pods")
-    return [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
-            if pods in ln]
-
-
 def _fly(env: Rkt, aci: Path, script: str, *flags: str, check: bool = True
          ) -> subprocess.CompletedProcess[str]:
     return env("run", INSECURE, FLY, *flags, str(aci), "--exec", "/bin/sh", "--", "-c",
@@ -54,7 +47,7 @@ def test_the_app_shares_the_machines_namespaces_and_returns_its_status(
     assert lines[4] == os.uname().nodename
     assert lines[5:9] == ["from-the-host", "0", "1", "/dev/null"], lines
     assert (vol / "out").read_text() == "written\n"
-    assert _pod_mounts(env) == []
+    assert env.pod_mounts() == []
     uuid = next(ln.split("\t")[0] for ln in env("list", "--no-legend").stdout.splitlines()
                 if "\texited\t" in ln)
     assert uuid  # list shows the exited fly pod
@@ -79,7 +72,7 @@ def test_detached_fly_pod_is_a_machine_with_a_journal_and_stops(env: Rkt, aci: P
         out = env("enter", uuid, "/bin/sh", "-c", "cat /proc/1/comm; ls /proc/self/root/bin/sh"
                   ).stdout.split()
         assert out == [Path("/proc/1/comm").read_text().strip(), "/proc/self/root/bin/sh"]
-        assert _pod_mounts(env) == []  # not even while it runs
+        assert env.pod_mounts() == []  # not even while it runs
         env("stop", uuid)
         assert wait_for(lambda: "state=exited" in env("status", uuid).stdout, 20)
         # ended by SIGTERM: recorded by the unit's ExecStopPost, just after the app ended
@@ -89,7 +82,7 @@ def test_detached_fly_pod_is_a_machine_with_a_journal_and_stops(env: Rkt, aci: P
                                                          "--no-legend").stdout, 10)
     finally:
         sh("systemctl", "stop", unit, check=False)
-    assert _pod_mounts(env) == []
+    assert env.pod_mounts() == []
     exported = env.work / "fly-export.aci"
     env("export", uuid, str(exported))
     assert exported.stat().st_size > 0
@@ -105,7 +98,7 @@ def test_fly_under_systemd_run_keeps_the_unit(env: Rkt, aci: Path) -> None:
                       "echo in-the-unit; exit 3"), check=False)
     assert cp.returncode == 3, cp
     assert "in-the-unit" in cp.stdout
-    assert _pod_mounts(env) == []
+    assert env.pod_mounts() == []
 
 
 def test_fly_refuses_several_apps_and_ports(env: Rkt, aci: Path) -> None:
@@ -121,4 +114,4 @@ def test_fly_refuses_several_apps_and_ports(env: Rkt, aci: Path) -> None:
     assert cp.returncode == 254 and "--port does not apply" in cp.stderr, cp
     assert len(cp.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in (env.data / "pods").glob("*/*")) == before
-    assert _pod_mounts(env) == []
+    assert env.pod_mounts() == []

@@ -28,11 +28,6 @@ def aci(env: Rkt) -> Path:
                      exec_=("/bin/sh", "-c", "echo image default"))
 
 
-def _pod_mounts(env: Rkt) -> list[str]:
-    pods = str(env.data / "pods")
-    return [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines() if pods in ln]
-
-
 def test_a_pod_in_its_own_kernel_with_two_apps_and_a_volume(env: Rkt, aci: Path,
                                                              tmp_path: Path) -> None:
     vol = tmp_path / "vol"
@@ -56,7 +51,7 @@ def test_a_pod_in_its_own_kernel_with_two_apps_and_a_volume(env: Rkt, aci: Path,
                 .splitlines() if "\texited\t" in ln)
     status = env("status", uuid).stdout
     assert "app-busybox=7" in status and "app-other=0" in status, status
-    assert _pod_mounts(env) == []
+    assert env.pod_mounts() == []
 
 
 def test_detached_vm_is_a_machine_of_class_vm_and_stops(env: Rkt, aci: Path) -> None:
@@ -86,7 +81,7 @@ def test_detached_vm_is_a_machine_of_class_vm_and_stops(env: Rkt, aci: Path) -> 
         sh("systemctl", "stop", unit, check=False)
     env("gc", "--grace-period=0s")
     assert not any((env.data / "pods").glob(f"*/{uuid}"))
-    assert _pod_mounts(env) == []
+    assert env.pod_mounts() == []
 
 
 def test_refused_with_host_network(env: Rkt, aci: Path) -> None:
@@ -101,10 +96,9 @@ def test_refused_with_host_network(env: Rkt, aci: Path) -> None:
 def test_the_vm_on_the_default_network_both_ways(env: Rkt, aci: Path) -> None:
     """The pod's default network reaches the VM: the host reaches a listener in the VM at the
     pod's address, and the VM reaches one on the host (the gateway); nothing is left after."""
-    import re
     import subprocess
 
-    from tests.integration.test_net import _fetch, census
+    from tests.integration.test_net import _fetch, census, default_ip
 
     before = census()
     host = subprocess.Popen(["python3", "-c",
@@ -122,10 +116,7 @@ def test_the_vm_on_the_default_network_both_ways(env: Rkt, aci: Path) -> None:
         "while true; do echo hello-vm | nc -l -p 8080; done", timeout=240)
     uuid = uf.read_text().strip()
     try:
-        status = env("status", uuid).stdout
-        m = re.search(r"^networks=default:ip4=(172\.16\.28\.\d+)$", status, re.M)
-        assert m, status
-        ip = m.group(1)
+        ip = default_ip(env, uuid)
 
         assert wait_for(lambda: _fetch(ip, 8080) == "hello-vm", 90)
         out, _ = host.communicate(timeout=60)

@@ -134,10 +134,7 @@ def test_host_reaches_the_pod_and_list_status_machinectl_show_it(env: Rkt, aci: 
         "--", "-c", "while true; do echo hello-from-pod | nc -l -p 8080; done")
     uuid = uf.read_text().strip()
     try:
-        status = env("status", uuid).stdout
-        m = re.search(r"^networks=default:ip4=(172\.16\.28\.\d+)$", status, re.M)
-        assert m, status
-        ip = m.group(1)
+        ip = default_ip(env, uuid)
         row = next(ln for ln in env("list").stdout.splitlines() if ln.startswith(uuid[:8]))
         assert f"default:ip4={ip}" in row.split("\t"), row
         pod = next(p for p in json.loads(env("list", "--format=json").stdout)
@@ -155,6 +152,14 @@ def test_host_reaches_the_pod_and_list_status_machinectl_show_it(env: Rkt, aci: 
     assert wait_for(lambda: census() == before, 10), (census(), before)
     # an exited pod still shows the networks it had, as rkt's list did
     assert f"networks=default:ip4={ip}" in env("status", uuid).stdout
+
+
+def default_ip(env: Rkt, uuid: str) -> str:
+    """The pod's address on the default network, as `rkt status` shows it."""
+    status = env("status", uuid).stdout
+    m = re.search(r"^networks=default:ip4=(172\.16\.28\.\d+)$", status, re.M)
+    assert m, status
+    return m.group(1)
 
 
 def _fetch(ip: str, port: int) -> str:
