@@ -421,10 +421,14 @@ def run(caller: Caller, req: PodRequest, opts: StartOptions) -> tuple[str, int]:
 
 
 def discard_unstarted(caller: Caller, path: Path, uuid: str, pod_name: str) -> None:
-    """Remove a pod whose stage1 ended before starting nspawn, if nothing holds it."""
+    """Remove a pod whose stage1 ended before starting nspawn, if nothing holds it (and if it
+    is still there: `rkt gc` moves a pod that ran and ended, which then was no such pod)."""
     from ..fsio import try_lock
 
-    fd = poddir.open_dir(path)
+    try:
+        fd = poddir.open_dir(path)
+    except FileNotFoundError:
+        return
     try:
         if not try_lock(fd):
             return

@@ -1,5 +1,7 @@
 """Pod state table, gc duration formats, output helpers, pod manifest building (pure)."""
 
+from pathlib import Path
+
 import pytest
 
 from rktd_less.cli.output import human_bytes, human_time, table
@@ -89,3 +91,11 @@ def test_new_pod_uuid_is_a_random_rfc4122_v4_uuid() -> None:
         assert is_full_uuid(u)
         seen.add(u)
     assert len(seen) == 200
+
+
+def test_discard_unstarted_leaves_a_pod_gc_took(tmp_path: Path) -> None:
+    """A pod whose run failed after it ran may be moved by a concurrent `rkt gc` before
+    stage0 looks at it: nothing to discard then, and no error."""
+    from rktd_less.pod.run import discard_unstarted
+
+    discard_unstarted(object(), tmp_path / "pods" / "run" / "gone", "gone", "")  # type: ignore[arg-type]
