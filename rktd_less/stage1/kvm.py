@@ -15,8 +15,9 @@ the pod's namespace (kvmnet.py). ``rkt stop`` (and
 ``systemctl stop``: KillMode=mixed) asks the guest to power off through a virtio port
 (``rkt.control``), ``--force`` ends QEMU. ``rkt enter`` runs a command in the VM through a
 second port (``rkt.enter``): the app's rootfs, credentials and environment; its output and exit
-status come back (one command at a time, no stdin). Not yet (issue 13 goes on):
-``--interactive``.
+status come back (one command at a time, no stdin). ``--interactive``: on a terminal, the
+terminal is the guest's serial console and the app's stdio (Ctrl-C reaches the app, ^] x ends
+the VM); piped input goes to the app through a third port (``rkt.stdin``), then EOF.
 """
 
 from __future__ import annotations
@@ -119,7 +120,12 @@ ExecStart=/bin/sh /rkt/control.sh
 
 
 def control_socket(uuid: str, port: str = "control") -> Path:
+    """QEMU's end of the pod's guest port rkt.<port>."""
     return CONTROL_DIR / f"kvm-{uuid}{'' if port == 'control' else '-' + port}.sock"
+
+
+PORTS = ("control", "enter", "stdin")  # the guest ports QEMU may serve (control_socket)
+STDIN_PORT = "/dev/virtio-ports/rkt.stdin"  # linked by the guest's /init
 KERNEL_DIR = Path("/usr/lib/rkt/stage1-kvm")  # vmlinux, modules/ (kvmguest.fetch)
 BUSYBOX = Path("/bin/busybox")  # busybox-static: the initramfs's tools
 APP_MEMORY = 128 << 20  # rkt: an app without a memory limit counts 128M
@@ -190,16 +196,28 @@ def make_initramfs(kdir: Path, init: Path, dest: Path) -> Path:
 
 def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Path,
               root: Path, debug: bool = False, nics: Sequence[Nic] = (),
-              control: Path | None = None) -> list[str]:
+              ports_of: str = "", console: str = "") -> list[str]:
+    """``ports_of``: the pod (UUID) whose guest ports rkt.control and rkt.enter QEMU serves on
+    unix sockets (control_socket). ``console``: "" (the guest's console is the pod's output),
+    "tty" (``--interactive`` on a terminal: the caller's terminal is the guest's console,
+    Ctrl-C reaching the app, ^] x ending the VM) or "pipe" (``--interactive`` with piped
+    input: a third port, rkt.stdin)."""
     khz = _tsc_khz()
+    ports = [] if not ports_of else [("ctl", control_socket(ports_of), "rkt.control"),
+                                     ("ent", control_socket(ports_of, "enter"), "rkt.enter")]
+    if ports_of and console == "pipe":
+        ports.append(("in", control_socket(ports_of, "stdin"), "rkt.stdin"))
     cmdline = ["console=ttyS0", "panic=-1", "reboot=t",
                *([] if debug else ["quiet", "loglevel=0"]),
                *([f"tsc_early_khz={khz}", "tsc=reliable"] if khz else []), "no_timer_check",
-               *(arg for nic in nics for arg in nic.cmdline())]
+               *(arg for nic in nics for arg in nic.cmdline()),
+               *([f"rkt.ports={len(ports)}"] if ports else [])]
+    serial = (["-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con",
+               "-echr", "0x1d"] if console == "tty" else ["-serial", "stdio"])
     return [
         qemu, "-M", "microvm", "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
         "-smp", "1", "-m", str(memory_mib), "-nodefaults", "-no-user-config",
-        "-display", "none", "-no-reboot", "-serial", "stdio",
+        "-display", "none", "-no-reboot", *serial,
         "-kernel", str(vmlinux), "-initrd", str(initrd), "-append", " ".join(cmdline),
         "-fsdev", f"local,id=pod,path={root},security_model=passthrough,multidevs=remap",
         "-device", "virtio-9p-device,fsdev=pod,mount_tag=pod",
@@ -207,12 +225,10 @@ def qemu_argv(qemu: str, accel: str, memory_mib: int, vmlinux: Path, initrd: Pat
                   "multidevs=remap",
         "-device", "virtio-9p-device,fsdev=usr,mount_tag=usr",
         *(arg for i, nic in enumerate(nics) for arg in nic.qemu_args(i)),
-        *(["-device", "virtio-serial-device",
-           "-chardev", f"socket,id=ctl,path={control},server=on,wait=off",
-           "-device", "virtserialport,chardev=ctl,name=rkt.control",
-           "-chardev", f"socket,id=ent,path={control.with_name(control.stem + '-enter.sock')},"
-                       "server=on,wait=off",
-           "-device", "virtserialport,chardev=ent,name=rkt.enter"] if control else []),
+        *(["-device", "virtio-serial-device"] if ports else []),
+        *(arg for cid, path, name in ports
+          for arg in ("-chardev", f"socket,id={cid},path={path},server=on,wait=off",
+                      "-device", f"virtserialport,chardev={cid},name={name}")),
     ]
 
 
@@ -234,6 +250,9 @@ def run(args: list[str]) -> int:
     if qemu is None:
         raise RktError(f"{QEMU} is not installed: the kvm stage1 needs it",
                        hint="apt-get install qemu-system-x86")
+    # --interactive: the caller's terminal is the guest's console (the app's stdio); piped
+    # input reaches the app through the rkt.stdin port, then EOF
+    console = "" if opts.get("interactive") != "true" else "tty" if os.isatty(0) else "pipe"
     accel = accelerator()
     if accel == "tcg":
         print("stage1: no hardware virtualization here (no vmx/svm in /proc/cpuinfo): the VM "
@@ -243,13 +262,14 @@ def run(args: list[str]) -> int:
     host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     try:
         netns_fd, attached, nics = _networks(opts, nets, uuid, pp, pod, s1)
-        argv = _prepare(opts, uuid, pp, pod, attached, nics, qemu, accel, vmlinux, initrd)
+        argv = _prepare(opts, uuid, pp, pod, attached, nics, qemu, accel, vmlinux, initrd,
+                        console)
         if netns_fd is not None:  # QEMU opens its taps in the pod's network namespace
             from ..host.netns import join
 
             join(netns_fd)
         replace_file(pp.ppid, f"{os.getpid()}\n")  # the VM (its init) is our only child
-        vm = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        vm = subprocess.Popen(argv, stdin=None if console == "tty" else subprocess.DEVNULL)
     except BaseException:
         if netns_fd is not None:  # no VM: nothing may keep the networks
             net_down(pp.root, uuid, host_mnt)
@@ -258,6 +278,8 @@ def run(args: list[str]) -> int:
     if why is not None:
         print(f"stage1: registering with systemd-machined: {why}", file=sys.stderr)
     control = _connect(control_socket(uuid), vm)
+    # held to the end (a closed socket would drop unread input)
+    stdin_port = _feed(_connect(control_socket(uuid, "stdin"), vm)) if console == "pipe" else None
     stopped = False
 
     def forward(signo: int, _frame: object) -> None:
@@ -274,11 +296,17 @@ def run(args: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
-    code = _wait(vm, pp.stage1_rootfs / "rkt" / "supervisor-status")
+    ready = pp.stage1_rootfs / "rkt" / "supervisor-status"
+    code = _wait(vm, ready)
+    if stdin_port is not None:
+        stdin_port.close()
     initrd.unlink(missing_ok=True)
-    control_socket(uuid).unlink(missing_ok=True)
-    control_socket(uuid, "enter").unlink(missing_ok=True)
+    for port in PORTS:
+        control_socket(uuid, port).unlink(missing_ok=True)
     statuses = app_statuses(pp.root)
+    # the VM ended (^] x on an --interactive console, QEMU killed) before it said how its
+    # apps ended: started, they were terminated; never started, the console says why
+    stopped = stopped or os.path.islink(ready)
     if all(s is None for s in statuses.values()) and not stopped:
         print(f"stage1: the VM ended before its apps ran ({QEMU} status {code}; see the "
               "console above)", file=sys.stderr)
@@ -309,17 +337,27 @@ def _networks(opts: dict[str, str], nets: netlist.NetList, uuid: str, pp: PodPat
 
 def _prepare(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
              attached: list[Attached], nics: list[Nic], qemu: str, accel: str, vmlinux: Path,
-             initrd: Path) -> list[str]:
+             initrd: Path, console: str) -> list[str]:
     """The pod's stage1 root in a mount namespace of ours (as nspawn's), and QEMU's argv."""
     from ..host import mount
     from .entry import build_pod_root
 
     mount.unshare_mounts()
-    build_pod_root(opts, uuid, pp, pod, attached=attached, private_network=True,
-                   relax=Relax.from_opts(opts),
-                   interactive=False, stdin_stream=False, host_ports={}, given={}, mount=mount)
-    replace_file(pp.stage1_rootfs / "rkt" / "vm", "")  # the reapers power the VM off
+    built = build_pod_root(opts, uuid, pp, pod, attached=attached, private_network=True,
+                           relax=Relax.from_opts(opts), interactive=console == "tty",
+                           stdin_stream=console == "pipe", host_ports={}, given={},
+                           mount=mount)
     units = pp.stage1_rootfs / "etc" / "systemd" / "system"
+    if built.stdin_fifo is not None:  # the app reads the rkt.stdin port (the guest links it)
+        built.stdin_fifo.unlink()
+        os.symlink(STDIN_PORT, built.stdin_fifo)
+    # the app's stdio device joins what its DevicePolicy=closed lets it open: the rkt.stdin
+    # port, or the guest's console (the serial line, where nspawn's is a pseudo-terminal)
+    device = {"pipe": f"{STDIN_PORT} r", "tty": "/dev/console rw"}.get(console)
+    for app in built.app_units if device else ():
+        replace_file(units / f"{app.name}.service.d" / "rkt-console.conf",
+                     f"[Service]\nDeviceAllow={device}\n")
+    replace_file(pp.stage1_rootfs / "rkt" / "vm", "")  # the reapers power the VM off
     replace_file(units / "rkt-control.service", CONTROL_UNIT)
     replace_file(pp.stage1_rootfs / "rkt" / "control.sh", CONTROL_SCRIPT, mode=0o755)
     replace_file(units / "rkt-enter.service", ENTER_UNIT)
@@ -327,11 +365,30 @@ def _prepare(opts: dict[str, str], uuid: str, pp: PodPaths, pod: PodManifestDoc,
     replace_file(units / "default.target.d" / "rkt-control.conf",
                  "[Unit]\nWants=rkt-control.service rkt-enter.service\n")
     CONTROL_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    control_socket(uuid).unlink(missing_ok=True)
-    control_socket(uuid, "enter").unlink(missing_ok=True)
+    for port in PORTS:
+        control_socket(uuid, port).unlink(missing_ok=True)
     return qemu_argv(qemu, accel, vm_memory(pod), vmlinux, initrd, pp.stage1_rootfs,
-                     debug=opts.get("debug") == "true", nics=nics,
-                     control=control_socket(uuid))
+                     debug=opts.get("debug") == "true", nics=nics, ports_of=uuid,
+                     console=console)
+
+
+def _feed(port: socket.socket | None) -> socket.socket | None:
+    """Copy our input to the guest's rkt.stdin port (a thread), then half-close it: QEMU
+    passes everything on as the app reads it, then the app reads EOF (a full close would make
+    QEMU drop the port at once, unread input with it: the caller keeps the socket open)."""
+    import threading
+
+    if port is None:
+        return None
+
+    def copy() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(0, 65536):
+                port.sendall(chunk)
+            port.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=copy, name="rkt.stdin", daemon=True).start()
+    return port
 
 
 def _connect(path: Path, vm: subprocess.Popen[bytes]) -> socket.socket | None:

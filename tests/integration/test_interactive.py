@@ -60,6 +60,9 @@ class Terminal:
                 if not chunk:
                     assert text in self.seen, f"{text!r} not seen before EOF: {self.seen!r}"
                 self.seen += chunk
+            else:  # our end of the terminal stays open: its output ends when the process does
+                assert self.proc.poll() is None, \
+                    f"{text!r} not seen; exited {self.proc.returncode}: {self.seen!r}"
 
     def send(self, data: bytes) -> None:
         os.write(self.master, data)

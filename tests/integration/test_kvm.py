@@ -5,6 +5,7 @@ pod boots in ~10 s under TCG): one VM at a time."""
 from __future__ import annotations
 
 import shutil
+import termios
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,56 @@ def test_refused_without_qemu_or_guest_kernel(env: Rkt, aci: Path, tmp_path: Pat
         lines = [ln for ln in cp.stderr.strip().splitlines() if "TCG" not in ln]
         assert len(lines) == 1 and needle in lines[0], cp.stderr
     assert sorted(p.name for p in (env.data / "pods").glob("*/*")) == before
+
+
+def test_interactive_on_a_terminal_is_the_guest_console(env: Rkt, aci: Path) -> None:
+    """--interactive: the caller's terminal is the app's (the VM's console, a tty in the
+    guest), what is typed reaches it, Ctrl-C is the app's, and the terminal's settings come
+    back after."""
+    from tests.integration.test_interactive import Terminal
+
+    t = Terminal(env.argv("run", "--interactive", INSECURE, KVM, "--net=none", str(aci),
+                          "--exec", "/bin/sh", "--", "-c",
+                          "[ -t 0 ] && echo tty-in-vm; read -r line; echo got-$line; "
+                          "trap 'echo interrupted; exit 9' INT; echo waiting; "
+                          "while :; do sleep 0.2; done"))
+    try:
+        t.expect(b"tty-in-vm", timeout=180)
+        t.send(b"hello\r")
+        t.expect(b"got-hello")
+        t.expect(b"waiting")
+        t.send(b"\x03")  # Ctrl-C: the app's, through the guest's terminal
+        t.expect(b"interrupted")
+        assert t.wait(timeout=60) == 9
+        assert termios.tcgetattr(t.slave) == t.before
+    finally:
+        t.close()
+
+
+def test_interactive_with_piped_input(env: Rkt, aci: Path) -> None:
+    """`... | rkt run --interactive` under kvm: the app reads all of it, then EOF."""
+    text = "".join(f"line {i}\n" for i in range(2000))  # more than one chunk
+    cp = env("run", "--interactive", INSECURE, KVM, "--net=none", str(aci), "--exec",
+             "/bin/sh", "--", "-c", "cat; echo eof-seen", input=text, check=False, timeout=240)
+    assert cp.returncode == 0, cp
+    assert cp.stdout.endswith(text + "eof-seen\n"), cp.stdout[-300:]
+
+
+def test_interactive_console_escape_ends_the_vm(env: Rkt, aci: Path) -> None:
+    """^] x on the console ends the VM (as ^]^]^] ends an nspawn pod): the app counts as
+    terminated, the terminal is restored, no mount is left."""
+    from tests.integration.test_interactive import Terminal
+
+    uf = env.uuid_file()
+    t = Terminal(env.argv("run", "--interactive", INSECURE, KVM, "--net=none",
+                          f"--uuid-file-save={uf}", str(aci), "--exec", "/bin/sh", "--", "-c",
+                          "echo up; exec sleep 600"))
+    try:
+        t.expect(b"up", timeout=180)
+        env("status", "--wait-ready=60s", uf.read_text().strip())
+        t.send(b"\x1dx")
+        assert t.wait(timeout=60) == 143, t.seen[-300:]
+        assert termios.tcgetattr(t.slave) == t.before
+    finally:
+        t.close()
+    assert env.pod_mounts() == []

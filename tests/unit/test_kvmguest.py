@@ -134,3 +134,25 @@ def test_enter_argv_is_the_apps_context() -> None:
             "--mount", "--root", "--setuid=1000", "--setgid=100", "--", "/bin/sh", "-c", "x"]
     assert "--target=@PID@" in kvm.ENTER_SCRIPT  # the guest fills it in
     assert kvm.control_socket("u") != kvm.control_socket("u", "enter")
+
+
+def test_qemu_argv_ports_and_console(tmp_path: Path) -> None:
+    """The guest learns how many ports to name (rkt.ports=); --interactive gives a third port
+    (piped input) or the caller's terminal as a console where Ctrl-C is the app's."""
+    from rktd_less.stage1 import kvm
+
+    def argv(**kw: str) -> list[str]:
+        return kvm.qemu_argv("qemu", "tcg", 256, tmp_path / "k", tmp_path / "i", tmp_path / "r",
+                             **kw)
+
+    plain = argv(ports_of="u1")
+    assert "rkt.ports=2" in plain[plain.index("-append") + 1]
+    assert plain[plain.index("-serial") + 1] == "stdio"
+    assert not any("rkt.stdin" in a for a in plain)
+    piped = argv(ports_of="u1", console="pipe")
+    assert "rkt.ports=3" in piped[piped.index("-append") + 1]
+    assert f"socket,id=in,path={kvm.control_socket('u1', 'stdin')},server=on,wait=off" in piped
+    assert "virtserialport,chardev=in,name=rkt.stdin" in piped
+    tty = argv(ports_of="u1", console="tty")
+    assert "stdio,id=con,mux=on,signal=off" in tty and tty[tty.index("-echr") + 1] == "0x1d"
+    assert "rkt.ports" not in argv()[argv().index("-append") + 1]
