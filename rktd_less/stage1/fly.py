@@ -9,7 +9,8 @@ the unit is the app's. Beyond rkt:
 - its mounts are made in a mount namespace of its own, so they never reach the machine's mount
   table and are gone with the app (rkt #3445, #2878, #3465 left them until gc);
 - the pod is a unit as any other and registered with systemd-machined (``machinectl list``);
-- the unit's ExecStopPost (``/stop-post``) records the app's exit status for ``rkt status``.
+- the unit's ExecStopPost (``/stop-post``, a shell script: stage1-fly/entrypoints/) records
+  the app's exit status for ``rkt status`` in the file this run named in ``fly-status``.
 stop: SIGTERM (``--force``: SIGKILL) to the app.  enter: a command in the app's mount
 namespace and root, with its credentials and environment.  gc: nothing (no mount outlives the
 pod).  Standard library and pure modules only: this is on the pod start path.
@@ -113,6 +114,8 @@ def run(args: list[str]) -> int:
         ready = status.parent / "supervisor-status"
         ready.unlink(missing_ok=True)
         ready.symlink_to("ready")
+        # where the unit's stop-post (stage1-fly/entrypoints/stop-post) records the app's exit
+        replace_file(pp.root / "fly-status", f"{(status / name).relative_to(pp.root)}\n")
     why = register(uuid, os.getpid(), "container", approot)  # the leader: soon the app
     if why is not None:
         print(f"stage1: registering with systemd-machined: {why}", file=sys.stderr)
@@ -162,35 +165,6 @@ def _start_time(pid: int) -> str:
     except OSError:
         return ""
     return stat_.rsplit(")", 1)[-1].split()[19]
-
-
-def stop_post(args: list[str]) -> int:
-    """ExecStopPost= of the pod unit: the app's exit status (systemd's $EXIT_CODE and
-    $EXIT_STATUS of the main process, which was the app) for `rkt status` and `rkt run`."""
-    from .entry import pod_here
-
-    opts, uuid = parse_opts(args)
-    here = pod_here(opts, uuid)
-    code, status = os.environ.get("EXIT_CODE", ""), os.environ.get("EXIT_STATUS", "")
-    if code == "exited" and status.lstrip("-").isdigit():
-        value = int(status)
-    elif code in ("killed", "dumped") and status:
-        try:
-            value = 128 + signal.Signals["SIG" + status].value
-        except KeyError:
-            return 0
-    else:
-        return 0  # it never ran
-    try:
-        pod = read_pod_manifest(PodPaths(here).manifest)
-    except (OSError, ValueError):
-        return 0  # the pod is gone already
-    d = status_dir(here)
-    if d is None or not pod.get("apps"):
-        return 0
-    d.mkdir(parents=True, exist_ok=True)
-    replace_file(d / pod["apps"][0]["name"], f"{value}\n")
-    return 0
 
 
 def stop(args: list[str]) -> int:
@@ -246,5 +220,4 @@ def enter(args: list[str]) -> int:
 
 
 def main(verb: str, args: list[str]) -> int:
-    return dispatch({"init": run, "stop": stop, "gc": gc, "enter": enter,
-                     "stop-post": stop_post}, verb, args)
+    return dispatch({"init": run, "stop": stop, "gc": gc, "enter": enter}, verb, args)

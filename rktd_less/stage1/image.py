@@ -112,8 +112,12 @@ def build_aci(source: Path, dest: Path) -> None:
         _add(tar, "rootfs/etc/group", b"root:x:0:\n")
         module = next((a["value"] for a in json.loads(manifest).get("annotations", [])
                        if a.get("name") == ENTRY_MODULE_ANNOTATION), DEFAULT_ENTRY_MODULE)
+        own = source / "entrypoints"  # a flavour's own entrypoint, in place of the Python one
         for verb in ENTRYPOINTS:
-            _add(tar, f"rootfs/{verb}", entry_script(verb, module), mode=0o755)
+            script = own / verb
+            _add(tar, f"rootfs/{verb}",
+                 script.read_bytes() if script.is_file() else entry_script(verb, module),
+                 mode=0o755)
         static = source / "rootfs"
         files = sorted(static.rglob("*"))
         guest = source / "guest"  # a VM flavour's guest files (the initramfs's /init)

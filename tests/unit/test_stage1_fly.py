@@ -4,15 +4,26 @@ tests/integration/test_fly.py)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from rktd_less.common.contract import stage1_unit
 from rktd_less.errors import RktError
-from rktd_less.stage1 import fly, verbs
+from rktd_less.stage1 import verbs
 
 REPO = Path(__file__).resolve().parents[2]
+STOP_POST = REPO / "stage1-fly" / "entrypoints" / "stop-post"
+STATUS = Path("overlay") / "deps-sha512-x" / "upper" / "rkt" / "status" / "web"
+
+
+def stop_post(cwd: Path, args: list[str], code: str, status: str) -> None:
+    """The fly image's /stop-post as the unit runs it: systemd's variables, the pod's dir."""
+    cp = subprocess.run([str(STOP_POST), *args], cwd=cwd, capture_output=True, text=True,
+                        env={"PATH": "/usr/bin:/bin", "EXIT_CODE": code, "EXIT_STATUS": status},
+                        check=False)
+    assert (cp.returncode, cp.stderr) == (0, "")
 
 
 def test_fly_manifest_tells_stage0_its_traits() -> None:
@@ -35,16 +46,43 @@ def _pod(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(("code", "status", "recorded"), [
     ("exited", "7", "7\n"), ("exited", "0", "0\n"), ("killed", "TERM", "143\n"),
-    ("dumped", "SEGV", "139\n"), ("killed", "NOSUCH", None), ("", "", None)])
-def test_stop_post_records_the_apps_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         code: str, status: str, recorded: str | None) -> None:
+    ("dumped", "SEGV", "139\n"), ("killed", "KILL", "137\n"), ("killed", "NOSUCH", None),
+    ("", "", None), ("exited", "7; x", None)])
+def test_stop_post_records_the_apps_exit(tmp_path: Path, code: str, status: str,
+                                         recorded: str | None) -> None:
     pod = _pod(tmp_path)
-    monkeypatch.chdir(pod)
-    monkeypatch.setenv("EXIT_CODE", code)
-    monkeypatch.setenv("EXIT_STATUS", status)
-    assert fly.stop_post(["0f0f0f0f-0000-4000-8000-000000000000"]) == 0
-    f = pod / "overlay" / "deps-sha512-x" / "upper" / "rkt" / "status" / "web"
+    (pod / "fly-status").write_text(f"{STATUS}\n")  # as the stage1's run names it
+    (pod / STATUS).parent.mkdir(parents=True)
+    stop_post(pod, ["0f0f0f0f-0000-4000-8000-000000000000"], code, status)
+    f = pod / STATUS
     assert (f.read_text() if f.exists() else None) == recorded
+    assert [x.name for x in f.parent.iterdir()] == ([] if recorded is None else ["web"])
+
+
+def test_stop_post_of_an_app_that_never_ran(tmp_path: Path) -> None:
+    """No fly-status (the stage1 failed before the exec): no status, however the unit ended."""
+    pod = _pod(tmp_path)
+    stop_post(pod, ["0f0f0f0f-0000-4000-8000-000000000000"], "exited", "254")
+    assert not (pod / STATUS).exists()
+    (pod / "fly-status").write_text("../../etc/x\n")  # only below the pod
+    stop_post(pod, ["0f0f0f0f-0000-4000-8000-000000000000"], "exited", "3")
+    assert sorted(x.name for x in pod.iterdir()) == ["fly-status", "overlay-prepared", "pod",
+                                                      "stage1", "stage1TreeStoreID"]
+
+
+def test_stage1_image_carries_the_shell_stop_post(tmp_path: Path) -> None:
+    import tarfile
+
+    from rktd_less.stage1 import image
+
+    image.build_aci(REPO / "stage1-fly", tmp_path / "fly.aci")
+    with tarfile.open(tmp_path / "fly.aci") as tar:
+        member = tar.getmember("rootfs/stop-post")
+        assert member.mode == 0o755
+        f = tar.extractfile(member)
+        assert f is not None and f.read() == STOP_POST.read_bytes()
+        init = tar.extractfile("rootfs/init")
+        assert init is not None and b"rktd_less.stage1.fly" in init.read()
 
 
 def test_verbs() -> None:
@@ -64,19 +102,20 @@ def test_dispatch_turns_errors_into_254(capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().err == "stage1: no\n"
 
 
-def test_stop_post_finds_a_pod_gc_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stop_post_finds_a_pod_gc_moved(tmp_path: Path) -> None:
     """`rkt gc` may move an exited pod (run/ → exited-garbage/) before the unit's stop-post
     runs in its old working directory: --pods-dir finds it by UUID."""
     uuid = "0f0f0f0f-0000-4000-8000-000000000000"
     moved = tmp_path / "pods" / "exited-garbage" / uuid
     moved.parent.mkdir(parents=True)
-    _pod(tmp_path).rename(moved)
+    pod = _pod(tmp_path)
+    (pod / "fly-status").write_text(f"{STATUS}\n")
+    (pod / STATUS).parent.mkdir(parents=True)
+    pod.rename(moved)
     gone = tmp_path / "gone"
     gone.mkdir()
-    monkeypatch.chdir(gone)
-    monkeypatch.setenv("EXIT_CODE", "exited")
-    monkeypatch.setenv("EXIT_STATUS", "3")
-    assert fly.stop_post([f"--pods-dir={tmp_path / 'pods'}", uuid]) == 0
-    status = moved / "overlay" / "deps-sha512-x" / "upper" / "rkt" / "status" / "web"
-    assert status.read_text() == "3\n"
-    assert fly.stop_post([uuid]) == 0  # without it: nothing to find, nothing done
+    stop_post(gone, [f"--pods-dir={tmp_path / 'pods'}", uuid], "exited", "3")
+    assert (moved / STATUS).read_text() == "3\n"
+    (moved / STATUS).unlink()
+    stop_post(gone, [uuid], "exited", "3")  # without it: nothing to find, nothing done
+    assert not (moved / STATUS).exists()
