@@ -4,6 +4,7 @@
     ├── UsageError           bad flags or arguments
     ├── PermissionDenied     needs root or group membership
     ├── NotFound             unknown image, pod, file
+    │   └── Absent           acbuild: removing an entry the manifest does not have (exit 2)
     ├── Ambiguous            a prefix matching several images or pods
     ├── ManifestError        an image or pod manifest that does not validate
     ├── ImageError           an unreadable, corrupt or unsafe image archive
@@ -46,6 +47,10 @@ class PermissionDenied(RktError):
 
 class NotFound(RktError):
     pass
+
+
+class Absent(NotFound):
+    """acbuild's "rm" of a label, port, dependency... the manifest does not have: exit 2."""
 
 
 class Ambiguous(RktError):

@@ -13,7 +13,7 @@
 #   2. the wheel installed with `pip install --target` into usr/lib/python3/dist-packages of a
 #      staging root; its stage1 images moved to usr/lib/rkt/stage1-images (the package's
 #      rktd_less/stage1-images becomes a link to it), its dist-info kept for `pip list`;
-#   3. /usr/bin/rkt, the units of units/ (@RKT@ = /usr/bin/rkt) in /lib/systemd/system, the
+#   3. /usr/bin/rkt and /usr/bin/acbuild, the units of units/ (@RKT@ = /usr/bin/rkt) in /lib/systemd/system, the
 #      tmpfiles.d file, a bash completion made by the built `rkt completion bash`;
 #   4. DEBIAN/ from packaging/deb: control (Depends on Debian's python3-* packages, with the
 #      wheel's lower bounds), postinst, prerm, postrm, md5sums;
@@ -100,7 +100,7 @@ WHEELS=("$WORK"/wheel/rktd_less-*-py3-none-any.whl)
 
 # 2. The package and its metadata in dist-packages; the stage1 images in /usr/lib/rkt.
 "$PY" -m pip install --quiet --no-deps --no-compile --no-index --target "$DP" "${WHEELS[0]}" >&2
-rm -rf "$DP/bin" # pip's console script: /usr/bin/rkt is written below
+rm -rf "$DP/bin" # pip's console scripts: /usr/bin/rkt and acbuild are written below
 find "$DP" -name __pycache__ -prune -exec rm -rf {} +
 DISTINFO=("$DP"/rktd_less-*.dist-info)
 [ -f "${DISTINFO[0]}/METADATA" ] || die "no rktd_less-*.dist-info/METADATA in the wheel"
@@ -195,6 +195,13 @@ from rktd_less.cli.main import entry
 
 entry()
 EOF
+cat >"$ROOT/usr/bin/acbuild" <<'EOF'
+#!/usr/bin/python3 -I
+# acbuild of the rktd-less Debian package (its code: /usr/lib/python3/dist-packages/rktd_less).
+from rktd_less.cli.acbuild import entry
+
+entry()
+EOF
 for unit in "$SRC"/units/*.service "$SRC"/units/*.timer; do
     dest=$ROOT/lib/systemd/system/$(basename "$unit")
     mkdir -p "$(dirname "$dest")"
@@ -237,7 +244,7 @@ EOF
 
 # 4. DEBIAN/: control, maintainer scripts, md5sums.
 chmod -R u+rwX,go=rX "$ROOT"
-chmod 0755 "$ROOT/usr/bin/rkt"
+chmod 0755 "$ROOT/usr/bin/rkt" "$ROOT/usr/bin/acbuild"
 INSTALLED_SIZE=$(du -s -k --apparent-size "$ROOT" | cut -f1)
 mkdir -p "$ROOT/DEBIAN"
 sed -e "s|@VERSION@|$DEB_VERSION|" -e "s|@ARCH@|$ARCH|" \

@@ -11,7 +11,11 @@ from . import proc
 CP = "/usr/bin/cp"
 
 
-def copy_tree(src: Path, dst: Path) -> None:
+def copy_tree(src: Path, dst: Path, *, what: str = "", keep_owner: bool = True) -> None:
+    """``src`` copied as ``dst`` (into it, where it is a directory already). Without
+    ``keep_owner`` (a caller without root) files become the caller's, and a file the caller
+    cannot read is an error, not a silent gap."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    proc.run([CP, "-a", "--reflink=auto", "--no-target-directory", str(src), str(dst)],
-             what=f"copy image tree into the pod ({dst.name})")
+    keep = ["-a"] if keep_owner else ["-dR", "--preserve=mode,timestamps,links"]
+    proc.run([CP, *keep, "--reflink=auto", "--no-target-directory", str(src), str(dst)],
+             what=what or f"copy image tree into the pod ({dst.name})")

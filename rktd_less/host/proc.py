@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO
 
 from ..errors import RktError
 
@@ -89,3 +92,28 @@ def run_passthrough(
     except FileNotFoundError as e:
         raise RktError(f"cannot run {argv[0]}: not found") from e
     return cp.returncode if cp.returncode >= 0 else 128 - cp.returncode
+
+
+@contextlib.contextmanager
+def stdout_of(argv: Sequence[str], *, what: str, error: type[RktError] = RktError,
+              cwd: str | os.PathLike[str] | None = None) -> Iterator[IO[bytes]]:
+    """``argv``'s output as a stream (a tar being written, ...); once the caller is done, a
+    failure of the tool raises ``error`` with its last line on stderr."""
+    log.debug("exec (reading its output): %s", shlex.join(argv))
+    with tempfile.TemporaryFile() as err:
+        try:
+            p = subprocess.Popen(list(argv), env=clean_env(), cwd=cwd, stdout=subprocess.PIPE,
+                                 stderr=err, stdin=subprocess.DEVNULL)
+        except FileNotFoundError as e:
+            raise error(f"cannot run {argv[0]}: not found",
+                        hint="install the package that provides it") from e
+        assert p.stdout is not None
+        try:
+            yield p.stdout
+        finally:
+            p.stdout.close()
+            code = p.wait()
+        if code != 0:
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            raise error(f"{what} failed: {lines[-1] if lines else f'exit status {code}'}")

@@ -168,6 +168,7 @@ def test_package_contents(deb: Path) -> None:
         entries[path.removeprefix(".").rstrip("/") or "/"] = f"-> {target}" if target else mode
     for path, mode in {
         "/usr/bin/rkt": "-rwxr-xr-x",
+        "/usr/bin/acbuild": "-rwxr-xr-x",
         "/usr/lib/rkt/stage1-images/stage1-nspawn.aci": "-rw-r--r--",
         "/usr/lib/rkt/stage1-images/stage1-fly.aci": "-rw-r--r--",
         "/usr/lib/rkt/stage1-images/stage1-kvm.aci": "-rw-r--r--",
@@ -212,6 +213,8 @@ def test_install_sets_up_the_host(installed: subprocess.CompletedProcess[str],
     assert _status() == "install ok installed"
     version = sh(RKT, "version", cwd=outside).stdout
     assert f"rkt Version: {__version__}" in version
+    assert sh("/usr/bin/acbuild", "version", cwd=outside).stdout.startswith(
+        f"acbuild version {__version__}\n")
     # the code runs from the system's dist-packages, under the system's python3
     cp = sh("/usr/bin/python3", "-I", "-c", "import rktd_less, sys; print(rktd_less.__file__)",
             cwd=outside)

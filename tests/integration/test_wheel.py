@@ -50,6 +50,16 @@ def test_wheel_install_runs_a_pod(scratch: Path) -> None:
         listing = subprocess.run([*rkt, "image", "list", "--no-legend"], cwd=away, env=env,
                                  capture_output=True, text=True, check=True).stdout
         assert "rktd-less/stage1-nspawn" in listing
+        # the second command of the package: a build from begin to write, then rkt runs it
+        acbuild = str(venv / "bin" / "acbuild")
+        for step in (["begin", str(aci)], ["set-name", "example.com/rebuilt"],
+                     ["set-exec", "--", "/bin/echo", "rebuilt"],
+                     ["write", str(scratch / "rebuilt.aci")], ["end"]):
+            subprocess.run([acbuild, *step], cwd=away, env=env, capture_output=True, check=True)
+        cp = subprocess.run([*rkt, "--insecure-options=image", "run",
+                             str(scratch / "rebuilt.aci")], cwd=away, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+        assert cp.returncode == 0 and "rebuilt" in cp.stdout, cp
     finally:
         subprocess.run([*rkt, "gc", "--grace-period=0s"], cwd=away, env=env,
                        capture_output=True, check=False)

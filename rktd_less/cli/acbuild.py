@@ -1,0 +1,441 @@
+"""acbuild: build and modify App Container images from the shell, one command per step, the
+build's state in ``<work-path>/.acbuild`` (reference acbuild.md §1; library: rktd_less.build).
+
+Exit status, as acbuild's: 0 done; 1 refused or failed; 2 an ``rm`` of what the manifest does
+not have; 3 a usage error (unknown command or flag, wrong number of arguments).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import APPC_VERSION, __version__
+from ..appc.manifest import ImageManifest, dumps
+from ..errors import Absent, RktError, UsageError
+from .flags import Flag, Kind, parse
+
+USAGE = """Usage:
+  acbuild [--debug] [--work-path DIR] [--modify ACI] [--no-history] COMMAND [ARGS]
+
+Commands:
+  begin [ACI|DIR|NAME]          start a new build (empty, or from an ACI, a directory, an image)
+  end                           end the build in this working directory
+  write [--overwrite] ACI       write the build as an ACI; prints its image ID
+  cat-manifest [--pretty-print] print the manifest
+  replace-manifest FILE         replace the manifest
+  set-name NAME                 set-exec -- CMD [ARGS]         set-user USER
+  set-group GROUP               set-supp-groups [GID...]       set-working-directory DIR
+  set-event-handler pre-start|post-stop -- CMD [ARGS]
+  label|annotation|environment add NAME VALUE | rm NAME
+  dependency add NAME [--image-id ID] [--label K=V] [--size N] | rm NAME
+  mount add NAME PATH [--read-only] | rm NAME|PATH
+  port add NAME PROTOCOL PORT [--count N] [--socket-activated] | rm NAME|PORT
+  isolator add NAME JSON_FILE | rm NAME
+  copy SRC DST                  copy-to-dir SRC... DIR
+  version
+
+Global flags:
+  --debug               tracebacks and the commands run
+  --work-path DIR       where the build context (.acbuild) is (default ".")
+  --modify ACI          edit the ACI in place: begin from it, run COMMAND, write it back
+  --no-history          do not record the command in the manifest's build history
+  --dir DIR             rkt's data directory (its image store), for dependencies
+  --insecure-options L  as rkt's: image (no signature check), http, ..."""
+
+GLOBAL_FLAGS = {
+    "debug": Flag(Kind.BOOL, False),
+    "work-path": Flag(Kind.STR, "."),
+    "modify": Flag(Kind.STR, ""),
+    "no-history": Flag(Kind.BOOL, False),
+    "dir": Flag(Kind.STR, ""),
+    "insecure-options": Flag(Kind.LIST, []),
+}
+GROUPS = {"label": "label", "annotation": "annotation", "environment": "environment",
+          "env": "environment", "dependency": "dependency", "dep": "dependency",
+          "mount": "mount", "volume": "mount", "port": "port", "isolator": "isolator"}
+ALIASES = {"set-wd": "set-working-directory", "set-eh": "set-event-handler"}
+
+
+class CommandUsage(UsageError):
+    """The command line itself is wrong: exit 3."""
+
+
+@dataclass(frozen=True)
+class Cmd:
+    run: Callable[[Call], int]
+    nargs: tuple[int, int | None] = (0, 0)  # positional arguments: at least, at most
+    flags: dict[str, Flag] = field(default_factory=dict)
+    edits: bool = True  # changes the build: recorded in its history
+    needs_build: bool = True
+
+
+@dataclass
+class Call:
+    path: tuple[str, ...]  # ("label", "add")
+    args: list[str]
+    opts: dict[str, Any]
+    g: dict[str, Any]
+    given: list[str] = field(default_factory=list)  # as typed, global flags left out
+
+    @property
+    def ctx(self) -> Any:
+        from ..build.context import Context
+
+        return Context(Path(self.g["work-path"]))
+
+
+def _edit(change: Callable[[ImageManifest, Call], ImageManifest]) -> Callable[[Call], int]:
+    def run(call: Call) -> int:
+        from ..build import edit
+
+        ctx = call.ctx
+        with ctx.locked():
+            m = change(ctx.load(), call)
+            if not call.g["no-history"]:
+                m = edit.with_history(m, call.path, call.given)
+            ctx.save(m)
+        return 0
+    return run
+
+
+def _e(fn: str, *fields: int) -> Callable[[ImageManifest, Call], ImageManifest]:
+    """The edit function ``fn`` of rktd_less.build.edit, given the positional arguments."""
+    def change(m: ImageManifest, call: Call) -> ImageManifest:
+        from ..build import edit
+
+        f: Callable[..., ImageManifest] = getattr(edit, fn)
+        return f(m, *(call.args[i] for i in fields))
+    return change
+
+
+def _set_list(fn: str) -> Callable[[ImageManifest, Call], ImageManifest]:
+    def change(m: ImageManifest, call: Call) -> ImageManifest:
+        from ..build import edit
+
+        f: Callable[..., ImageManifest] = getattr(edit, fn)
+        return f(m, call.args)
+    return change
+
+
+def _event_handler(m: ImageManifest, call: Call) -> ImageManifest:
+    from ..build import edit
+
+    return edit.set_event_handler(m, call.args[0], call.args[1:])
+
+
+def _dep_add(m: ImageManifest, call: Call) -> ImageManifest:
+    from ..build import edit
+
+    size = call.opts["size"]
+    if not str(size).isdigit():
+        raise UsageError(f'invalid size "{size}": a number of bytes')
+    return edit.dep_add(m, call.args[0], image_id=call.opts["image-id"],
+                        labels=edit.parse_dep_labels(call.opts["label"]), size=int(size))
+
+
+def _mount_add(m: ImageManifest, call: Call) -> ImageManifest:
+    from ..build import edit
+
+    return edit.mount_add(m, call.args[0], call.args[1], read_only=call.opts["read-only"])
+
+
+def _port_add(m: ImageManifest, call: Call) -> ImageManifest:
+    from ..build import edit
+
+    count = call.opts["count"]
+    if not str(count).isdigit():
+        raise UsageError(f'invalid count "{count}"')
+    return edit.port_add(m, call.args[0], call.args[1], call.args[2], count=int(count),
+                         socket_activated=call.opts["socket-activated"])
+
+
+def _isolator_add(m: ImageManifest, call: Call) -> ImageManifest:
+    from ..build import edit
+
+    path = Path(call.args[1])
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UsageError(f'cannot read "{path}": {e.strerror}') from None
+    return edit.isolator_add(m, call.args[0], text)
+
+
+def _replace_manifest(m: ImageManifest, call: Call) -> ImageManifest:
+    from ..build.context import check_manifest_text
+
+    try:
+        text = Path(call.args[0]).read_bytes()
+    except OSError as e:
+        raise UsageError(f'cannot read "{call.args[0]}": {e.strerror}') from None
+    return check_manifest_text(text)
+
+
+def _begin(call: Call) -> int:
+    from ..build import aci, context, edit
+    from ..common.platform import host_arch
+
+    ctx = call.ctx
+    skeleton = edit.skeleton(host_arch())
+    start = call.args[0] if call.args else ""
+    if os.geteuid() != 0:
+        print("begin: not running as root: files will be owned by root once written, and "
+              "`acbuild run` needs root", file=sys.stderr)
+
+    def fill(rootfs: Path) -> ImageManifest:
+        if not start:
+            return skeleton
+        if start.startswith((".", "/")):
+            src = Path(start)
+            if src.is_dir():
+                return aci.fill_from_dir(src, rootfs, skeleton)
+            return aci.fill_from_file(src, rootfs, skeleton)
+        from ..build.deps import fill_from_image
+        from ..store import Store
+
+        rkt = _rkt_context(call.g)
+        return fill_from_image(Store(rkt.paths), rkt.fetch_settings("new"), start, rootfs)
+
+    context.begin(ctx, fill)
+    return 0
+
+
+def _rkt_context(g: dict[str, Any]) -> Any:
+    """rkt's context (data directory, configuration, insecure options) for fetching images."""
+    from . import main as rkt
+    from .flags import defaults
+
+    rg = defaults(rkt.GLOBAL_FLAGS)
+    rg.update({"dir": g["dir"] or None, "insecure-options": g["insecure-options"],
+               "debug": g["debug"]})
+    return rkt._context("acbuild", rg)
+
+
+def _end(call: Call) -> int:
+    from ..build import context
+
+    context.end(call.ctx)
+    return 0
+
+
+def _write(call: Call) -> int:
+    from ..build import aci
+
+    ctx = call.ctx
+    with ctx.locked():
+        m = ctx.load()
+        if m.app is None or not m.app.exec:
+            print("write: warning: the image has no exec (set-exec sets it)", file=sys.stderr)
+        image_id = aci.write(ctx, Path(call.args[0]), overwrite=call.opts["overwrite"])
+    print(image_id)
+    return 0
+
+
+def _cat_manifest(call: Call) -> int:
+    ctx = call.ctx
+    with ctx.locked():
+        m = ctx.load()
+    print(dumps(m, pretty=call.opts["pretty-print"]))
+    return 0
+
+
+def _copy(into_dir: bool) -> Callable[[Call], int]:
+    def run(call: Call) -> int:
+        from ..build import aci, edit
+
+        ctx = call.ctx
+        with ctx.locked():
+            aci.copy_in(ctx, [Path(a) for a in call.args[:-1]], call.args[-1],
+                        into_dir=into_dir)
+            if not call.g["no-history"]:
+                ctx.save(edit.with_history(ctx.load(), call.path, call.given))
+        return 0
+    return run
+
+
+def _version(_call: Call) -> int:
+    print(f"acbuild version {__version__}\nappc version {APPC_VERSION}")
+    return 0
+
+
+B = Kind.BOOL
+COMMANDS: dict[tuple[str, ...], Cmd] = {
+    ("begin",): Cmd(_begin, (0, 1), edits=False, needs_build=False),
+    ("end",): Cmd(_end, edits=False),
+    ("write",): Cmd(_write, (1, 1), {"overwrite": Flag(B, False)}, edits=False),
+    ("cat-manifest",): Cmd(_cat_manifest, flags={"pretty-print": Flag(B, False)}, edits=False),
+    ("replace-manifest",): Cmd(_edit(_replace_manifest), (1, 1)),
+    ("set-name",): Cmd(_edit(_e("set_name", 0)), (1, 1)),
+    ("set-exec",): Cmd(_edit(_set_list("set_exec")), (1, None)),
+    ("set-user",): Cmd(_edit(_e("set_user", 0)), (1, 1)),
+    ("set-group",): Cmd(_edit(_e("set_group", 0)), (1, 1)),
+    ("set-supp-groups",): Cmd(_edit(_set_list("set_supp_groups")), (0, None)),
+    ("set-working-directory",): Cmd(_edit(_e("set_working_directory", 0)), (1, 1)),
+    ("set-event-handler",): Cmd(_edit(_event_handler), (2, None)),
+    ("label", "add"): Cmd(_edit(_e("label_add", 0, 1)), (2, 2)),
+    ("label", "rm"): Cmd(_edit(_e("label_rm", 0)), (1, 1)),
+    ("annotation", "add"): Cmd(_edit(_e("annotation_add", 0, 1)), (2, 2)),
+    ("annotation", "rm"): Cmd(_edit(_e("annotation_rm", 0)), (1, 1)),
+    ("environment", "add"): Cmd(_edit(_e("environment_add", 0, 1)), (2, 2)),
+    ("environment", "rm"): Cmd(_edit(_e("environment_rm", 0)), (1, 1)),
+    ("dependency", "add"): Cmd(_edit(_dep_add), (1, 1),
+                               {"image-id": Flag(Kind.STR, ""), "label": Flag(Kind.MULTI, []),
+                                "size": Flag(Kind.STR, "0")}),
+    ("dependency", "rm"): Cmd(_edit(_e("dep_rm", 0)), (1, 1)),
+    ("mount", "add"): Cmd(_edit(_mount_add), (2, 2), {"read-only": Flag(B, False)}),
+    ("mount", "rm"): Cmd(_edit(_e("mount_rm", 0)), (1, 1)),
+    ("port", "add"): Cmd(_edit(_port_add), (3, 3), {"count": Flag(Kind.STR, "1"),
+                                                   "socket-activated": Flag(B, False)}),
+    ("port", "rm"): Cmd(_edit(_e("port_rm", 0)), (1, 1)),
+    ("isolator", "add"): Cmd(_edit(_isolator_add), (2, 2)),
+    ("isolator", "rm"): Cmd(_edit(_e("isolator_rm", 0)), (1, 1)),
+    ("copy",): Cmd(_copy(False), (2, 2)),
+    ("copy-to-dir",): Cmd(_copy(True), (2, None)),
+    ("version",): Cmd(_version, edits=False, needs_build=False),
+}
+
+
+def split_command(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str], list[str]]:
+    """(command path, the global flags before it, the rest)."""
+    lead: list[str] = []
+    i = 0
+    while i < len(argv) and argv[i].startswith("--") and argv[i] != "--":
+        name, eq, _v = argv[i][2:].partition("=")
+        f = GLOBAL_FLAGS.get(name)
+        if f is None:
+            raise CommandUsage(f"unknown flag: --{name}")
+        takes_value = f.kind != Kind.BOOL and not eq
+        lead += argv[i:i + 1 + takes_value]
+        i += 1 + takes_value
+    if i >= len(argv) or argv[i] == "--":
+        return (), lead, []
+    word = ALIASES.get(argv[i], argv[i])
+    if word in GROUPS:
+        group = GROUPS[word]
+        if i + 1 >= len(argv) or argv[i + 1] not in ("add", "rm", "remove"):
+            raise CommandUsage(f'"{word}" needs a subcommand: add or rm')
+        sub = "rm" if argv[i + 1] == "remove" else argv[i + 1]
+        return (group, sub), lead, list(argv[i + 2:])
+    return (word,), lead, list(argv[i + 1:])
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    path, lead, rest = split_command(argv)
+    if not path or path[0] in ("help", "-h", "--help"):
+        print(USAGE)
+        return 0 if path or not lead else 3
+    cmd = COMMANDS.get(path)
+    if cmd is None:
+        raise CommandUsage(f'unknown command "{" ".join(path)}"', hint="see `acbuild help`")
+    if "-h" in rest or "--help" in rest[: rest.index("--") if "--" in rest else None]:
+        print(USAGE)
+        return 0
+    try:
+        g, _ = parse(GLOBAL_FLAGS, lead)
+        values, args = parse({**GLOBAL_FLAGS, **cmd.flags}, rest)
+    except CommandUsage:
+        raise
+    except UsageError as e:
+        raise CommandUsage(e.message, hint=e.hint) from None
+    for k in GLOBAL_FLAGS:
+        if values[k] != GLOBAL_FLAGS[k].default:
+            g[k] = values[k]
+    lo, hi = cmd.nargs
+    if len(args) < lo or (hi is not None and len(args) > hi):
+        want = (f"{lo}" if lo == hi else f"at least {lo}" if hi is None
+                else f"{lo} to {hi}")
+        raise CommandUsage(f"{want} argument{'s' if (hi or lo) != 1 else ''} expected, "
+                           f"{len(args)} given")
+    if g["debug"]:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    call = Call(path, args, values, g, _without_globals(rest))
+    if g["modify"] and cmd.needs_build:
+        return _modify(call, cmd)
+    return cmd.run(call)
+
+
+def _without_globals(rest: Sequence[str]) -> list[str]:
+    """The command's arguments as typed, for the build history (global flags are not the
+    command's)."""
+    from .flags import defaults, take_flag
+
+    out: list[str] = []
+    i = 0
+    while i < len(rest):
+        if rest[i] == "--":
+            out += rest[i:]
+            break
+        nxt = take_flag(GLOBAL_FLAGS, rest, i, defaults(GLOBAL_FLAGS))
+        if nxt is None:
+            out.append(rest[i])
+            i += 1
+        else:
+            i = nxt
+    return out
+
+
+def _modify(call: Call, cmd: Cmd) -> int:
+    """--modify ACI: the command on the ACI itself (begun, edited, written back, ended)."""
+    from ..build import aci, context, edit
+    from ..common.platform import host_arch
+
+    target = Path(call.g["modify"])
+    if not target.is_file():
+        raise UsageError(f'--modify: "{target}" is not a file')
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.acbuild-", dir=target.parent or "."))
+    try:
+        call.g["work-path"] = str(work)
+        ctx = call.ctx
+        context.begin(ctx, lambda rootfs: aci.fill_from_file(target, rootfs,
+                                                              edit.skeleton(host_arch())))
+        code = cmd.run(call)
+        if code == 0:
+            with ctx.locked():
+                aci.write(ctx, target, overwrite=True)
+        return code
+    finally:
+        context.remove_tree(work)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or "--debug=true" in args
+    label = "acbuild"
+    try:
+        path, _lead, _rest = split_command(args)
+        label = " ".join(path) or label
+        return dispatch(args)
+    except RktError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{label}: {e.message}" + (f" ({e.hint})" if e.hint else ""), file=sys.stderr)
+        return 2 if isinstance(e, Absent) else 3 if isinstance(e, CommandUsage) else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a defect, or an error no check foresaw: one line, exit 1
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        from .main import _describe
+
+        print(f"{label}: unexpected error: {_describe(e)}" + ("" if debug else
+              " (run with --debug for details, and please report it)"), file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)
