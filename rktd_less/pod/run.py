@@ -411,29 +411,31 @@ def run(caller: Caller, req: PodRequest, opts: StartOptions) -> tuple[str, int]:
             saved.unlink(missing_ok=True)
         raise
     status = start(caller, embryo.uuid, path, embryo.fd, prep.entrypoint, opts)
-    if status and not (PodPaths(path).ppid.exists() or PodPaths(path).pid.exists()):
-        # stage1 failed before the pod existed (its networks, its mounts: it said why and
-        # undid them): like a failed prepare, nothing of it is left
-        discard_unstarted(caller, path, embryo.uuid, req.pod_name)
-        if saved is not None:
-            saved.unlink(missing_ok=True)
+    # stage1 failed before the pod existed (its networks, its mounts: it said why and undid
+    # them): like a failed prepare, nothing of it is left
+    if (status and not (PodPaths(path).ppid.exists() or PodPaths(path).pid.exists())
+            and discard_unstarted(caller, path, embryo.uuid, req.pod_name)
+            and saved is not None):
+        saved.unlink(missing_ok=True)
     return embryo.uuid, status
 
 
-def discard_unstarted(caller: Caller, path: Path, uuid: str, pod_name: str) -> None:
-    """Remove a pod whose stage1 ended before starting nspawn, if nothing holds it (and if it
-    is still there: `rkt gc` moves a pod that ran and ended, which then was no such pod)."""
+def discard_unstarted(caller: Caller, path: Path, uuid: str, pod_name: str) -> bool:
+    """Remove a pod whose stage1 ended before starting nspawn, if nothing holds it; True if
+    it was removed. A pod no longer there ran: `rkt gc` moves a pod that ran and ended (its
+    pid files then are elsewhere), and it keeps its --uuid-file-save."""
     from ..fsio import try_lock
 
     try:
         fd = poddir.open_dir(path)
     except FileNotFoundError:
-        return
+        return False
     try:
         if not try_lock(fd):
-            return
+            return False
         shutil.rmtree(path, ignore_errors=True)
         names.release(caller.paths, uuid, pod_name or None)
+        return True
     finally:
         os.close(fd)
 

@@ -98,4 +98,5 @@ def test_discard_unstarted_leaves_a_pod_gc_took(tmp_path: Path) -> None:
     stage0 looks at it: nothing to discard then, and no error."""
     from rktd_less.pod.run import discard_unstarted
 
-    discard_unstarted(object(), tmp_path / "pods" / "run" / "gone", "gone", "")  # type: ignore[arg-type]
+    # False: the caller keeps the pod's --uuid-file-save (it ran; a test saw it deleted)
+    assert not discard_unstarted(object(), tmp_path / "pods" / "run" / "gone", "gone", "")  # type: ignore[arg-type]
