@@ -55,9 +55,7 @@ CONTROL_DIR = Path("/run/rkt")
 # The guest's end: a unit of the pod's systemd reading commands from the virtio port named
 # rkt.control and powering the VM off on "poweroff" (rkt stop, systemctl stop).
 CONTROL_SCRIPT = """#!/bin/sh
-for p in /sys/class/virtio-ports/*; do
-    [ "$(cat "$p/name" 2>/dev/null)" = rkt.control ] && exec < "/dev/${p##*/}"
-done
+exec < /dev/virtio-ports/rkt.control
 while read -r cmd; do
     case "$cmd" in
         poweroff) /usr/bin/systemctl --no-block poweroff ;;
@@ -71,9 +69,7 @@ done
 # an empty file /rkt/enter-status-<token>-<status> (a name reaches the host at once over 9p,
 # where a file's data may stay in the guest's cache).
 ENTER_SCRIPT = """#!/bin/sh
-for p in /sys/class/virtio-ports/*; do
-    [ "$(cat "$p/name" 2>/dev/null)" = rkt.enter ] && port="/dev/${p##*/}"
-done
+port=/dev/virtio-ports/rkt.enter
 while :; do  # a port with no host end reads as empty: look again a little later
     exec 3<>"$port"
     read -r n <&3 && [ -n "$n" ] && break
