@@ -67,21 +67,32 @@ def write(ctx: Context, dest: Path, *, overwrite: bool) -> str:
     return "sha512-" + h.hexdigest()
 
 
-def _members(path: Path) -> list[tarfile.TarInfo]:
+def _scan(path: Path) -> tuple[list[tarfile.TarInfo], bytes | None]:
+    """Every member of the archive, and its ``manifest`` where it has one (one pass)."""
+    manifest: bytes | None = None
     try:
         with tarfile.open(path, "r:*") as tar:
-            return tar.getmembers()
+            members = []
+            for m in tar:
+                members.append(m)
+                if m.name.removeprefix("./") == "manifest" and m.isfile():
+                    f = tar.extractfile(m)
+                    manifest = f.read() if f is not None else None
+            return members, manifest
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ImageError(f'"{path}" is not a readable tar archive: {e}') from None
 
 
 def fill_from_file(path: Path, rootfs: Path, skeleton: ImageManifest) -> ImageManifest:
-    """``begin FILE``: an ACI's manifest and rootfs, or a root filesystem tarball."""
+    """``begin FILE``: an ACI's manifest and rootfs, or a root filesystem tarball (then
+    ``skeleton`` is its manifest)."""
+    from .context import check_manifest_text
+
     if not path.is_file():
         raise BuildError(f'"{path}" is not a file or a directory')
-    members = _members(path)
-    names = {m.name.removeprefix("./").rstrip("/") for m in members}
-    is_aci = "manifest" in names and "rootfs" in names
+    members, manifest = _scan(path)
+    rootfs_dirs = [m.name for m in members if m.name.removeprefix("./").rstrip("/") == "rootfs"]
+    is_aci = manifest is not None and bool(rootfs_dirs)
     root = os.geteuid() == 0
     if not root:
         others = sorted(m.name for m in members if (m.uid, m.gid) != (0, 0)
@@ -90,21 +101,13 @@ def fill_from_file(path: Path, rootfs: Path, skeleton: ImageManifest) -> ImageMa
             raise BuildError(f'"{path}" has files owned by users other than root (such as '
                              f'"{others[0]}"): without root their owners would be lost',
                              hint="run begin as root")
-    if not is_aci:
+    if manifest is None or not is_aci:
         proc.run(tar_extract_argv(path, rootfs, [], as_root=root), what=f'extracting "{path}"',
                  error=BuildError)
         return skeleton
-    manifest = next(m for m in members if m.name.removeprefix("./") == "manifest")
-    with tarfile.open(path, "r:*") as tar:
-        f = tar.extractfile(manifest)
-        if f is None:
-            raise ImageError(f'"{path}": its manifest is not a file')
-        from .context import check_manifest_text
-
-        m = check_manifest_text(f.read())
-    prefix = "./rootfs" if any(x.name.startswith("./rootfs") for x in members) else "rootfs"
-    current = rootfs.parent
-    proc.run(tar_extract_argv(path, current, [prefix], as_root=root),
+    m = check_manifest_text(manifest)
+    prefix = "./rootfs" if rootfs_dirs[0].startswith("./") else "rootfs"
+    proc.run(tar_extract_argv(path, rootfs.parent, [prefix], as_root=root),
              what=f'extracting "{path}"', error=BuildError)
     return m
 

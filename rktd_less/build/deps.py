@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..appc.manifest import ImageManifest
 from .aci import fill_from_file
 
 if TYPE_CHECKING:
+    from ..appc.manifest import ImageManifest
     from ..fetch.images import FetchSettings
     from ..store import Store
 
@@ -23,5 +23,5 @@ def fill_from_image(store: Store, settings: FetchSettings, text: str,
     from ..fetch.resolve import resolve_image
 
     key = resolve_image(store, text, settings)
-    fill_from_file(store.blob_path(key), rootfs, ImageManifest(name="unused"))
-    return store.manifest(key)
+    # a stored image is an ACI: its own (validated) manifest comes back
+    return fill_from_file(store.blob_path(key), rootfs, store.manifest(key))

@@ -17,8 +17,10 @@ from typing import Any
 
 from .. import APPC_VERSION, __version__
 from ..appc.manifest import ImageManifest, dumps
+from ..build import edit
+from ..build.context import Context
 from ..errors import Absent, RktError, UsageError
-from .flags import Flag, Kind, parse
+from .flags import Flag, Kind, defaults, parse, take_flag
 
 USAGE = """Usage:
   acbuild [--debug] [--work-path DIR] [--modify ACI] [--no-history] COMMAND [ARGS]
@@ -71,8 +73,7 @@ class Cmd:
     run: Callable[[Call], int]
     nargs: tuple[int, int | None] = (0, 0)  # positional arguments: at least, at most
     flags: dict[str, Flag] = field(default_factory=dict)
-    edits: bool = True  # changes the build: recorded in its history
-    needs_build: bool = True
+    needs_build: bool = True  # (--modify gives it one)
 
 
 @dataclass
@@ -84,16 +85,12 @@ class Call:
     given: list[str] = field(default_factory=list)  # as typed, global flags left out
 
     @property
-    def ctx(self) -> Any:
-        from ..build.context import Context
-
+    def ctx(self) -> Context:
         return Context(Path(self.g["work-path"]))
 
 
 def _edit(change: Callable[[ImageManifest, Call], ImageManifest]) -> Callable[[Call], int]:
     def run(call: Call) -> int:
-        from ..build import edit
-
         ctx = call.ctx
         with ctx.locked():
             m = change(ctx.load(), call)
@@ -104,34 +101,22 @@ def _edit(change: Callable[[ImageManifest, Call], ImageManifest]) -> Callable[[C
     return run
 
 
-def _e(fn: str, *fields: int) -> Callable[[ImageManifest, Call], ImageManifest]:
-    """The edit function ``fn`` of rktd_less.build.edit, given the positional arguments."""
-    def change(m: ImageManifest, call: Call) -> ImageManifest:
-        from ..build import edit
-
-        f: Callable[..., ImageManifest] = getattr(edit, fn)
-        return f(m, *(call.args[i] for i in fields))
-    return change
+def _e(f: Callable[..., ImageManifest]) -> Callable[[ImageManifest, Call], ImageManifest]:
+    """The edit ``f``, given the command's positional arguments one by one."""
+    return lambda m, call: f(m, *call.args)
 
 
-def _set_list(fn: str) -> Callable[[ImageManifest, Call], ImageManifest]:
-    def change(m: ImageManifest, call: Call) -> ImageManifest:
-        from ..build import edit
-
-        f: Callable[..., ImageManifest] = getattr(edit, fn)
-        return f(m, call.args)
-    return change
+def _set_list(f: Callable[[ImageManifest, Sequence[str]], ImageManifest]
+              ) -> Callable[[ImageManifest, Call], ImageManifest]:
+    """The edit ``f``, given the command's positional arguments as one list."""
+    return lambda m, call: f(m, call.args)
 
 
 def _event_handler(m: ImageManifest, call: Call) -> ImageManifest:
-    from ..build import edit
-
     return edit.set_event_handler(m, call.args[0], call.args[1:])
 
 
 def _dep_add(m: ImageManifest, call: Call) -> ImageManifest:
-    from ..build import edit
-
     size = call.opts["size"]
     if not str(size).isdigit():
         raise UsageError(f'invalid size "{size}": a number of bytes')
@@ -140,14 +125,10 @@ def _dep_add(m: ImageManifest, call: Call) -> ImageManifest:
 
 
 def _mount_add(m: ImageManifest, call: Call) -> ImageManifest:
-    from ..build import edit
-
     return edit.mount_add(m, call.args[0], call.args[1], read_only=call.opts["read-only"])
 
 
 def _port_add(m: ImageManifest, call: Call) -> ImageManifest:
-    from ..build import edit
-
     count = call.opts["count"]
     if not str(count).isdigit():
         raise UsageError(f'invalid count "{count}"')
@@ -156,8 +137,6 @@ def _port_add(m: ImageManifest, call: Call) -> ImageManifest:
 
 
 def _isolator_add(m: ImageManifest, call: Call) -> ImageManifest:
-    from ..build import edit
-
     path = Path(call.args[1])
     try:
         text = path.read_text()
@@ -177,7 +156,7 @@ def _replace_manifest(m: ImageManifest, call: Call) -> ImageManifest:
 
 
 def _begin(call: Call) -> int:
-    from ..build import aci, context, edit
+    from ..build import aci, context
     from ..common.platform import host_arch
 
     ctx = call.ctx
@@ -246,7 +225,7 @@ def _cat_manifest(call: Call) -> int:
 
 def _copy(into_dir: bool) -> Callable[[Call], int]:
     def run(call: Call) -> int:
-        from ..build import aci, edit
+        from ..build import aci
 
         ctx = call.ctx
         with ctx.locked():
@@ -265,53 +244,53 @@ def _version(_call: Call) -> int:
 
 B = Kind.BOOL
 COMMANDS: dict[tuple[str, ...], Cmd] = {
-    ("begin",): Cmd(_begin, (0, 1), edits=False, needs_build=False),
-    ("end",): Cmd(_end, edits=False),
-    ("write",): Cmd(_write, (1, 1), {"overwrite": Flag(B, False)}, edits=False),
-    ("cat-manifest",): Cmd(_cat_manifest, flags={"pretty-print": Flag(B, False)}, edits=False),
+    ("begin",): Cmd(_begin, (0, 1), needs_build=False),
+    ("end",): Cmd(_end),
+    ("write",): Cmd(_write, (1, 1), {"overwrite": Flag(B, False)}),
+    ("cat-manifest",): Cmd(_cat_manifest, flags={"pretty-print": Flag(B, False)}),
     ("replace-manifest",): Cmd(_edit(_replace_manifest), (1, 1)),
-    ("set-name",): Cmd(_edit(_e("set_name", 0)), (1, 1)),
-    ("set-exec",): Cmd(_edit(_set_list("set_exec")), (1, None)),
-    ("set-user",): Cmd(_edit(_e("set_user", 0)), (1, 1)),
-    ("set-group",): Cmd(_edit(_e("set_group", 0)), (1, 1)),
-    ("set-supp-groups",): Cmd(_edit(_set_list("set_supp_groups")), (0, None)),
-    ("set-working-directory",): Cmd(_edit(_e("set_working_directory", 0)), (1, 1)),
+    ("set-name",): Cmd(_edit(_e(edit.set_name)), (1, 1)),
+    ("set-exec",): Cmd(_edit(_set_list(edit.set_exec)), (1, None)),
+    ("set-user",): Cmd(_edit(_e(edit.set_user)), (1, 1)),
+    ("set-group",): Cmd(_edit(_e(edit.set_group)), (1, 1)),
+    ("set-supp-groups",): Cmd(_edit(_set_list(edit.set_supp_groups)), (0, None)),
+    ("set-working-directory",): Cmd(_edit(_e(edit.set_working_directory)), (1, 1)),
     ("set-event-handler",): Cmd(_edit(_event_handler), (2, None)),
-    ("label", "add"): Cmd(_edit(_e("label_add", 0, 1)), (2, 2)),
-    ("label", "rm"): Cmd(_edit(_e("label_rm", 0)), (1, 1)),
-    ("annotation", "add"): Cmd(_edit(_e("annotation_add", 0, 1)), (2, 2)),
-    ("annotation", "rm"): Cmd(_edit(_e("annotation_rm", 0)), (1, 1)),
-    ("environment", "add"): Cmd(_edit(_e("environment_add", 0, 1)), (2, 2)),
-    ("environment", "rm"): Cmd(_edit(_e("environment_rm", 0)), (1, 1)),
+    ("label", "add"): Cmd(_edit(_e(edit.label_add)), (2, 2)),
+    ("label", "rm"): Cmd(_edit(_e(edit.label_rm)), (1, 1)),
+    ("annotation", "add"): Cmd(_edit(_e(edit.annotation_add)), (2, 2)),
+    ("annotation", "rm"): Cmd(_edit(_e(edit.annotation_rm)), (1, 1)),
+    ("environment", "add"): Cmd(_edit(_e(edit.environment_add)), (2, 2)),
+    ("environment", "rm"): Cmd(_edit(_e(edit.environment_rm)), (1, 1)),
     ("dependency", "add"): Cmd(_edit(_dep_add), (1, 1),
                                {"image-id": Flag(Kind.STR, ""), "label": Flag(Kind.MULTI, []),
                                 "size": Flag(Kind.STR, "0")}),
-    ("dependency", "rm"): Cmd(_edit(_e("dep_rm", 0)), (1, 1)),
+    ("dependency", "rm"): Cmd(_edit(_e(edit.dep_rm)), (1, 1)),
     ("mount", "add"): Cmd(_edit(_mount_add), (2, 2), {"read-only": Flag(B, False)}),
-    ("mount", "rm"): Cmd(_edit(_e("mount_rm", 0)), (1, 1)),
+    ("mount", "rm"): Cmd(_edit(_e(edit.mount_rm)), (1, 1)),
     ("port", "add"): Cmd(_edit(_port_add), (3, 3), {"count": Flag(Kind.STR, "1"),
                                                    "socket-activated": Flag(B, False)}),
-    ("port", "rm"): Cmd(_edit(_e("port_rm", 0)), (1, 1)),
+    ("port", "rm"): Cmd(_edit(_e(edit.port_rm)), (1, 1)),
     ("isolator", "add"): Cmd(_edit(_isolator_add), (2, 2)),
-    ("isolator", "rm"): Cmd(_edit(_e("isolator_rm", 0)), (1, 1)),
+    ("isolator", "rm"): Cmd(_edit(_e(edit.isolator_rm)), (1, 1)),
     ("copy",): Cmd(_copy(False), (2, 2)),
     ("copy-to-dir",): Cmd(_copy(True), (2, None)),
-    ("version",): Cmd(_version, edits=False, needs_build=False),
+    ("version",): Cmd(_version, needs_build=False),
 }
 
 
 def split_command(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str], list[str]]:
     """(command path, the global flags before it, the rest)."""
-    lead: list[str] = []
     i = 0
     while i < len(argv) and argv[i].startswith("--") and argv[i] != "--":
-        name, eq, _v = argv[i][2:].partition("=")
-        f = GLOBAL_FLAGS.get(name)
-        if f is None:
-            raise CommandUsage(f"unknown flag: --{name}")
-        takes_value = f.kind != Kind.BOOL and not eq
-        lead += argv[i:i + 1 + takes_value]
-        i += 1 + takes_value
+        try:
+            nxt = take_flag(GLOBAL_FLAGS, argv, i, defaults(GLOBAL_FLAGS))
+        except UsageError as e:
+            raise CommandUsage(e.message) from None
+        if nxt is None:
+            raise CommandUsage(f"unknown flag: {argv[i].split('=', 1)[0]}")
+        i = nxt
+    lead = list(argv[:i])
     if i >= len(argv) or argv[i] == "--":
         return (), lead, []
     word = ALIASES.get(argv[i], argv[i])
@@ -364,8 +343,6 @@ def dispatch(argv: Sequence[str]) -> int:
 def _without_globals(rest: Sequence[str]) -> list[str]:
     """The command's arguments as typed, for the build history (global flags are not the
     command's)."""
-    from .flags import defaults, take_flag
-
     out: list[str] = []
     i = 0
     while i < len(rest):
@@ -383,13 +360,13 @@ def _without_globals(rest: Sequence[str]) -> list[str]:
 
 def _modify(call: Call, cmd: Cmd) -> int:
     """--modify ACI: the command on the ACI itself (begun, edited, written back, ended)."""
-    from ..build import aci, context, edit
+    from ..build import aci, context
     from ..common.platform import host_arch
 
     target = Path(call.g["modify"])
     if not target.is_file():
         raise UsageError(f'--modify: "{target}" is not a file')
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.acbuild-", dir=target.parent or "."))
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.acbuild-", dir=target.parent))
     try:
         call.g["work-path"] = str(work)
         ctx = call.ctx
