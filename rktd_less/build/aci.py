@@ -23,7 +23,7 @@ from ..appc.manifest import ImageManifest
 from ..errors import ImageError
 from ..host import proc
 from ..store.tree import tar_extract_argv
-from .context import BuildError, Context, remove_tree
+from .context import BuildError, Context, check_manifest_text
 from .edit import UNNAMED
 
 CHUNK = 1 << 20
@@ -86,8 +86,6 @@ def _scan(path: Path) -> tuple[list[tarfile.TarInfo], bytes | None]:
 def fill_from_file(path: Path, rootfs: Path, skeleton: ImageManifest) -> ImageManifest:
     """``begin FILE``: an ACI's manifest and rootfs, or a root filesystem tarball (then
     ``skeleton`` is its manifest)."""
-    from .context import check_manifest_text
-
     if not path.is_file():
         raise BuildError(f'"{path}" is not a file or a directory')
     members, manifest = _scan(path)
@@ -139,6 +137,3 @@ def copy_in(ctx: Context, sources: list[Path], dest: str, *, into_dir: bool) -> 
             copy_tree(s, base / s.name, what=f'copying "{s}"', keep_owner=keep)
         return
     copy_tree(sources[0], base, what=f'copying "{sources[0]}"', keep_owner=keep)
-
-
-__all__ = ["copy_in", "fill_from_dir", "fill_from_file", "remove_tree", "write"]

@@ -80,19 +80,13 @@ class Context:
 
     def load(self) -> ImageManifest:
         try:
-            raw = json.loads(self.manifest_path.read_bytes())
-        except (OSError, ValueError) as e:
+            text = self.manifest_path.read_bytes()
+        except OSError as e:
             raise BuildError(f"cannot read the build's manifest: {e}") from None
-        return ImageManifest.from_dict(raw)
+        return check_manifest_text(text)
 
     def save(self, m: ImageManifest) -> None:
         replace_file(self.manifest_path, dumps(m) + "\n", durable=True)
-
-    def edit(self, change: Callable[[ImageManifest], ImageManifest]) -> ImageManifest:
-        """``change`` applied to the manifest, saved (under the caller's lock)."""
-        m = change(self.load())
-        self.save(m)
-        return m
 
 
 def begin(ctx: Context, fill: Callable[[Path], ImageManifest]) -> None:
