@@ -17,6 +17,7 @@ import hashlib
 import os
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..appc.manifest import ImageManifest
@@ -29,8 +30,11 @@ from .edit import UNNAMED
 CHUNK = 1 << 20
 
 
-def write(ctx: Context, dest: Path, *, overwrite: bool) -> str:
-    """The build as an ACI at ``dest``; returns its image ID (``sha512-…``)."""
+def write(ctx: Context, dest: Path, *, overwrite: bool, sign: str = "",
+          say: Callable[[str], None] = print) -> str:
+    """The build as an ACI at ``dest``; returns its image ID (``sha512-…``). ``sign``: a
+    GnuPG key ID; its detached signature goes to ``dest.asc``. Without it, a signature left
+    from the ACI this write replaces is removed (it would no longer match)."""
     m = ctx.load()
     if m.name == UNNAMED:
         raise BuildError("can't write ACI, name was never set",
@@ -60,6 +64,20 @@ def write(ctx: Context, dest: Path, *, overwrite: bool) -> str:
                 h.update(chunk)
                 gz.write(chunk)
         os.chmod(tmp, 0o644)
+        asc = target.with_name(target.name + ".asc")
+        if sign:
+            from ..trust.gpg import sign_detached
+
+            tmp_asc = tmp.with_name(tmp.name + ".asc")
+            try:
+                sign_detached(tmp, tmp_asc, sign)
+                os.chmod(tmp_asc, 0o644)
+                os.replace(tmp_asc, asc)
+            finally:
+                tmp_asc.unlink(missing_ok=True)
+        elif os.path.lexists(asc):
+            asc.unlink()
+            say(f'write: removed "{asc}": it signed the ACI this write replaces')
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from ..appc.manifest import ImageManifest, dumps
 from ..build import edit
 from ..build.context import Context
 from ..errors import Absent, RktError, UsageError
+from . import main as _rkt
 from .flags import Flag, Kind, defaults, parse, take_flag
 
 USAGE = """Usage:
@@ -28,7 +29,8 @@ USAGE = """Usage:
 Commands:
   begin [ACI|DIR|NAME]          start a new build (empty, or from an ACI, a directory, an image)
   end                           end the build in this working directory
-  write [--overwrite] ACI       write the build as an ACI; prints its image ID
+  write [--overwrite] [--sign KEYID] ACI
+                                write the build as an ACI (signed: ACI.asc); prints its ID
   cat-manifest [--pretty-print] print the manifest
   replace-manifest FILE         replace the manifest
   set-name NAME                 set-exec -- CMD [ARGS]         set-user USER
@@ -40,6 +42,8 @@ Commands:
   port add NAME PROTOCOL PORT [--count N] [--socket-activated] | rm NAME|PORT
   isolator add NAME JSON_FILE | rm NAME
   copy SRC DST                  copy-to-dir SRC... DIR
+  run [--working-dir DIR] [--engine systemd-nspawn] -- CMD [ARGS]
+                                run CMD in the image, its dependencies below (root)
   version
 
 Global flags:
@@ -47,16 +51,21 @@ Global flags:
   --work-path DIR       where the build context (.acbuild) is (default ".")
   --modify ACI          edit the ACI in place: begin from it, run COMMAND, write it back
   --no-history          do not record the command in the manifest's build history
-  --dir DIR             rkt's data directory (its image store), for dependencies
-  --insecure-options L  as rkt's: image (no signature check), http, ..."""
+  --dir DIR             rkt's data directory: its image store holds the dependencies
+  --local-config DIR, --system-config DIR, --user-config DIR
+                        rkt's configuration: the keys trusted to sign dependencies
+  --insecure-options L  as rkt's: image (no signature check), http, ...
+  --trust-keys-from-https  trust the keys a dependency's discovery names, as rkt's"""
 
+# rkt's own flags for its store, configuration and trust: dependencies are fetched by rkt's code
+RKT_FLAGS = ("dir", "system-config", "local-config", "user-config", "insecure-options",
+             "trust-keys-from-https")
 GLOBAL_FLAGS = {
     "debug": Flag(Kind.BOOL, False),
     "work-path": Flag(Kind.STR, "."),
     "modify": Flag(Kind.STR, ""),
     "no-history": Flag(Kind.BOOL, False),
-    "dir": Flag(Kind.STR, ""),
-    "insecure-options": Flag(Kind.LIST, []),
+    **{k: _rkt.GLOBAL_FLAGS[k] for k in RKT_FLAGS},
 }
 GROUPS = {"label": "label", "annotation": "annotation", "environment": "environment",
           "env": "environment", "dependency": "dependency", "dep": "dependency",
@@ -120,8 +129,15 @@ def _dep_add(m: ImageManifest, call: Call) -> ImageManifest:
     size = call.opts["size"]
     if not str(size).isdigit():
         raise UsageError(f'invalid size "{size}": a number of bytes')
-    return edit.dep_add(m, call.args[0], image_id=call.opts["image-id"],
-                        labels=edit.parse_dep_labels(call.opts["label"]), size=int(size))
+    m = edit.dep_add(m, call.args[0], image_id=call.opts["image-id"],
+                     labels=edit.parse_dep_labels(call.opts["label"]), size=int(size))
+    # fetched (and verified) now: a dependency that cannot be had is refused at once
+    from ..build.deps import fetch_dependency
+    from ..store import Store
+
+    rkt = _rkt_context(call.g)
+    fetch_dependency(Store(rkt.paths), rkt.fetch_settings("new"), m.dependencies[-1], m.name)
+    return m
 
 
 def _mount_add(m: ImageManifest, call: Call) -> ImageManifest:
@@ -184,15 +200,15 @@ def _begin(call: Call) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _rkt_context(g: dict[str, Any]) -> Any:
     """rkt's context (data directory, configuration, insecure options) for fetching images."""
-    from . import main as rkt
-    from .flags import defaults
-
-    rg = defaults(rkt.GLOBAL_FLAGS)
-    rg.update({"dir": g["dir"] or None, "insecure-options": g["insecure-options"],
-               "debug": g["debug"]})
-    return rkt._context("acbuild", rg)
+    rg = defaults(_rkt.GLOBAL_FLAGS)
+    rg.update({k: g[k] for k in (*RKT_FLAGS, "debug")})
+    return _rkt._context("acbuild", rg)
 
 
 def _end(call: Call) -> int:
@@ -210,7 +226,8 @@ def _write(call: Call) -> int:
         m = ctx.load()
         if m.app is None or not m.app.exec:
             print("write: warning: the image has no exec (set-exec sets it)", file=sys.stderr)
-        image_id = aci.write(ctx, Path(call.args[0]), overwrite=call.opts["overwrite"])
+        image_id = aci.write(ctx, Path(call.args[0]), overwrite=call.opts["overwrite"],
+                             sign=call.opts["sign"], say=_say)
     print(image_id)
     return 0
 
@@ -237,6 +254,27 @@ def _copy(into_dir: bool) -> Callable[[Call], int]:
     return run
 
 
+def _run(call: Call) -> int:
+    from ..build import run
+    from ..build.deps import dependency_trees
+    from ..store import Store
+
+    run.check_engine(call.opts["engine"])
+    run.require_root()
+    ctx = call.ctx
+    with ctx.locked():
+        m = ctx.load()
+        env = tuple((e.name, e.value) for e in m.app.environment) if m.app else ()
+        step = run.Step(tuple(call.args), working_dir=call.opts["working-dir"], env=env,
+                        interactive=os.isatty(0), debug=call.g["debug"])
+        rkt = _rkt_context(call.g)
+        with dependency_trees(Store(rkt.paths), rkt.fetch_settings("new"), m) as deps:
+            code = run.run_step(ctx, step, deps, _say)
+        if code == 0 and not call.g["no-history"]:
+            ctx.save(edit.with_history(m, call.path, call.given))
+    return code
+
+
 def _version(_call: Call) -> int:
     print(f"acbuild version {__version__}\nappc version {APPC_VERSION}")
     return 0
@@ -246,7 +284,7 @@ B = Kind.BOOL
 COMMANDS: dict[tuple[str, ...], Cmd] = {
     ("begin",): Cmd(_begin, (0, 1), needs_build=False),
     ("end",): Cmd(_end),
-    ("write",): Cmd(_write, (1, 1), {"overwrite": Flag(B, False)}),
+    ("write",): Cmd(_write, (1, 1), {"overwrite": Flag(B, False), "sign": Flag(Kind.STR, "")}),
     ("cat-manifest",): Cmd(_cat_manifest, flags={"pretty-print": Flag(B, False)}),
     ("replace-manifest",): Cmd(_edit(_replace_manifest), (1, 1)),
     ("set-name",): Cmd(_edit(_e(edit.set_name)), (1, 1)),
@@ -275,6 +313,8 @@ COMMANDS: dict[tuple[str, ...], Cmd] = {
     ("isolator", "rm"): Cmd(_edit(_e(edit.isolator_rm)), (1, 1)),
     ("copy",): Cmd(_copy(False), (2, 2)),
     ("copy-to-dir",): Cmd(_copy(True), (2, None)),
+    ("run",): Cmd(_run, (1, None), {"engine": Flag(Kind.STR, "systemd-nspawn"),
+                                     "working-dir": Flag(Kind.STR, "")}),
     ("version",): Cmd(_version, needs_build=False),
 }
 
@@ -375,7 +415,7 @@ def _modify(call: Call, cmd: Cmd) -> int:
         code = cmd.run(call)
         if code == 0:
             with ctx.locked():
-                aci.write(ctx, target, overwrite=True)
+                aci.write(ctx, target, overwrite=True, say=_say)
         return code
     finally:
         context.remove_tree(work)

@@ -242,27 +242,34 @@ class Fetcher:
             raise ImageError(f"dependency loop at {key}")
         manifest = json.loads(self.store.manifest_bytes(key))
         for dep in manifest.get("dependencies", []) or []:
-            dep_name = str(dep.get("imageName", ""))
-            dep_labels = {str(lb["name"]): str(lb["value"]) for lb in dep.get("labels", []) or []}
-            dep_labels.setdefault("os", "linux")  # as for images named on the command line
-            dep_labels.setdefault("arch", host_arch())
-            dep_key: str | None = None
-            if dep.get("imageID"):
-                try:
-                    dep_key = self.store.resolve_id(str(dep["imageID"]))
-                except NotFound:
-                    dep_key = None
-            if dep_key is None:
-                dep_key = self.store.find_by_name(dep_name, dep_labels)
-            if dep_key is None:
-                if self.s.pull_policy == "never":
-                    raise NotFound(f'dependency "{dep_name}" of "{manifest.get("name")}" is '
-                                   "not in the store", hint="fetch it first")
-                dep_key = self.from_name(dep_name, dep_labels,
-                                         latest="version" not in dep_labels)
-            if dep.get("imageID") and not dep_key.startswith(str(dep["imageID"])[:71]):
-                raise ImageError(f'dependency "{dep_name}": image ID mismatch')
-            self.fetch_dependencies(dep_key, _seen | {key})
+            self.fetch_dependency(
+                str(dep.get("imageName", "")),
+                {str(lb["name"]): str(lb["value"]) for lb in dep.get("labels", []) or []},
+                str(dep.get("imageID") or ""), str(manifest.get("name")), _seen | {key})
+
+    def fetch_dependency(self, name: str, labels: Mapping[str, str], image_id: str,
+                         parent: str, _seen: frozenset[str] = frozenset()) -> str:
+        """One dependency of image ``parent`` (and its own dependencies), from the store or
+        else discovered, fetched and verified; its key."""
+        # os and arch as for images named on the command line
+        want = {"os": "linux", "arch": host_arch(), **labels}
+        key: str | None = None
+        if image_id:
+            try:
+                key = self.store.resolve_id(image_id)
+            except NotFound:
+                key = None
+        if key is None:
+            key = self.store.find_by_name(name, want)
+        if key is None:
+            if self.s.pull_policy == "never":
+                raise NotFound(f'dependency "{name}" of "{parent}" is not in the store',
+                               hint="fetch it first")
+            key = self.from_name(name, want, latest="version" not in want)
+        if image_id and not key.startswith(image_id[:71]):
+            raise ImageError(f'dependency "{name}": image ID mismatch')
+        self.fetch_dependencies(key, _seen)
+        return key
 
 
 def check_policy(policy: str) -> str:

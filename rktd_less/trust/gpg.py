@@ -171,3 +171,32 @@ class TempKeyring:
         return Verdict(valid=ok, status=status, key_id=key_id,
                        fingerprint=str(v.fingerprint or "").lower(),
                        primary_fingerprint=str(v.pubkey_fingerprint or "").lower())
+
+
+def sign_detached(data: Path, out: Path, key_id: str) -> None:
+    """An ASCII-armored detached signature of ``data`` at ``out``, made by ``key_id`` from the
+    caller's own GnuPG home (``GNUPGHOME``, else ``~/.gnupg``) through its agent: the one place
+    rktd-less signs (``acbuild write --sign``). Unlike verification this uses the caller's
+    keyring and environment on purpose: that is where their secret key and pinentry are."""
+    home = os.environ.get("GNUPGHOME") or os.path.expanduser("~/.gnupg")
+    kwargs: dict[str, Any] = {}
+    if "env" in inspect.signature(gnupg.GPG.__init__).parameters:
+        kwargs["env"] = dict(os.environ)
+    try:
+        g = gnupg.GPG(gnupghome=home, options=["--no-auto-key-retrieve"], **kwargs)
+    except (OSError, ValueError) as e:
+        raise TrustError(f"cannot run gpg: {e}",
+                         hint="install GnuPG (Debian: apt-get install gpg)") from e
+    g.encoding = "utf-8"
+    with open(data, "rb") as f:
+        res = g.sign_file(f, keyid=key_id, detach=True, binary=False, output=os.fspath(out))
+    if res and out.is_file() and out.stat().st_size:
+        return
+    out.unlink(missing_ok=True)
+    said = [ln for ln in str(getattr(res, "stderr", "") or "").splitlines()
+            if ln.startswith("gpg: ")]
+    why = said[-1].removeprefix("gpg: ") if said else str(getattr(res, "status", "") or
+                                                           "gpg failed")
+    raise TrustError(f'cannot sign with key "{key_id}": {why}',
+                     hint=f"`gpg --list-secret-keys {key_id}` shows whether {home} has it; a "
+                     "key with a passphrase needs it given to gpg-agent first")

@@ -130,23 +130,53 @@ def test_label_rules(b: Build) -> None:
     b("environment", "add", "1BAD", "x", code=1)
 
 
-def test_dependencies(b: Build) -> None:
-    image_id = "sha512-" + "ab" * 32
-    b("dep", "add", "example.com/base:1.0", "--label", "arch=amd64")
-    b("dependency", "add", "example.com/other", "--image-id", image_id, "--size", "42")
+def _stored(b: Build, tmp_path: Path, name: str, *labels: str) -> str:
+    """An image built here and fetched into the test's own store (rkt --dir): its key."""
+    from rktd_less.cli.main import main as rkt
+
+    work = tmp_path / f"img-{name.replace('/', '-')}-{len(list(tmp_path.iterdir()))}"
+    work.mkdir()
+    other = Build(work, b.capsys)
+    other("begin")
+    other("set-name", name)
+    for lb in labels:
+        other("label", "add", *lb.split("=", 1))
+    aci = work / "image.aci"
+    other("write", str(aci))
+    other("end")
+    b.capsys.readouterr()
+    assert rkt(["--dir", str(tmp_path / "rkt"), "--insecure-options=image", "fetch",
+                str(aci)]) == 0
+    return b.capsys.readouterr().out.strip()
+
+
+def test_dependencies(b: Build, tmp_path: Path) -> None:
+    """dep add edits the manifest and has the dependency at once: here from the local store
+    (no discovery); one that can be had from nowhere is refused and not added."""
+    store = ["--dir", str(tmp_path / "rkt")]
+    _stored(b, tmp_path, "example.com/base", "version=1.0")
+    _stored(b, tmp_path, "example.com/base", "version=2.0")
+    other = _stored(b, tmp_path, "example.com/other")
+    full_id = next((tmp_path / "rkt" / "cas" / "blob").rglob(other + "*")).name
+    b(*store, "dep", "add", "example.com/base:1.0", "--label", "arch=amd64")
+    b(*store, "dependency", "add", "example.com/other", "--image-id", full_id, "--size", "42")
     assert b.manifest["dependencies"] == [
         {"imageName": "example.com/base",
          "labels": [{"name": "arch", "value": "amd64"}, {"name": "version", "value": "1.0"}]},
-        {"imageName": "example.com/other", "imageID": image_id, "size": 42}]
-    b("dep", "add", "example.com/base", "--label", "version=2.0")  # replaced, now last
+        {"imageName": "example.com/other", "imageID": full_id, "size": 42}]
+    b(*store, "dep", "add", "example.com/base", "--label", "version=2.0")  # replaced, last
     deps = b.manifest["dependencies"]
     assert [d["imageName"] for d in deps] == ["example.com/other", "example.com/base"]
     assert deps[1]["labels"] == [{"name": "version", "value": "2.0"}]
     b("dep", "rm", "example.com/other")
     b("dep", "rm", "example.com/other", code=2)
-    b("dep", "add", "example.com/x", "--image-id", "sha1-00", code=1)
-    b("dep", "add", "example.com/x", "--size", "-1", code=1)
-    assert [d["imageName"] for d in b.manifest["dependencies"]] == ["example.com/base"]
+    before = b.manifest
+    b(*store, "dep", "add", "example.com/x", "--image-id", "sha1-00", code=1)
+    b(*store, "dep", "add", "example.com/x", "--size", "-1", code=1)
+    # not in the store, and its discovery (https://localhost/missing) finds no server
+    _out, err = b(*store, "dep", "add", "localhost/missing", code=1)
+    assert err.startswith("dependency add: ") and len(err.splitlines()) == 1, err
+    assert b.manifest == before
 
 
 def test_mounts_and_ports(b: Build) -> None:
