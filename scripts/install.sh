@@ -28,7 +28,7 @@ apt-get install -y -qq systemd systemd-container dbus busybox-static \
     gcc libc6-dev python3-venv util-linux tar gzip bzip2 xz-utils \
     containernetworking-plugins iptables iproute2 curl \
     python3-dbus-next python3-systemd python3-pyroute2 python3-gnupg python3-aiohttp \
-    python3-zstandard \
+    python3-zstandard make \
     docker-registry skopeo apache2-utils gpg gpg-agent ca-certificates openssl zstd \
     swtpm swtpm-tools tpm2-tools >/dev/null
 apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null

@@ -177,7 +177,9 @@ async def _in_unit(unit: str, argv: Sequence[str], env: dict[str, str], cwd: str
              Prop("KillMode", "s", "mixed"),
              Prop("WorkingDirectory", "s", "/"),
              Prop("Environment", "as", [f"{k}={v}" for k, v in env.items()]),
-             Prop("ExecStart", "a(sasb)", [[argv[0], list(argv), False]]),
+             # systemd expands $VAR in ExecStart= whatever the source: "$$" is a "$"
+             Prop("ExecStart", "a(sasb)", [[argv[0], [a.replace("$", "$$") for a in argv],
+                                            False]]),
              Prop("AddRef", "b", True),
              # values are indexes into the message's unix_fds, not fd numbers
              Prop("StandardInputFileDescriptor", "h", 0),

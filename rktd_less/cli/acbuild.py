@@ -351,7 +351,8 @@ def dispatch(argv: Sequence[str]) -> int:
     cmd = COMMANDS.get(path)
     if cmd is None:
         raise CommandUsage(f'unknown command "{" ".join(path)}"', hint="see `acbuild help`")
-    if "-h" in rest or "--help" in rest[: rest.index("--") if "--" in rest else None]:
+    own = rest[: rest.index("--")] if "--" in rest else rest  # after "--": the command's
+    if "-h" in own or "--help" in own:
         print(USAGE)
         return 0
     try:

@@ -42,7 +42,9 @@ def _openssl(*args: str, cwd: Path) -> None:
                    env={"PATH": "/usr/bin:/bin"})
 
 
-def make_certs(directory: Path) -> CertFiles:
+def make_certs(directory: Path, names: Sequence[str] = ()) -> CertFiles:
+    """``names``: more DNS names the server certificate is for (e.g. example.com, which a
+    test maps to 127.0.0.1 in the test bed's /etc/hosts)."""
     d = directory
     d.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
@@ -56,7 +58,8 @@ def make_certs(directory: Path) -> CertFiles:
         "basicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "subjectAltName=" + ",".join(["IP:127.0.0.1", "DNS:localhost",
+                                      *(f"DNS:{n}" for n in names)]) + "\n"
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid,issuer\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",

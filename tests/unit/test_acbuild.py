@@ -74,7 +74,7 @@ def test_begin_gives_a_skeleton_and_end_removes_it(b: Build) -> None:
 
 def test_set_commands(b: Build) -> None:
     b("set-name", "example.com/web")
-    b("set-exec", "--", "/bin/httpd", "-f", "-p", "80")
+    b("set-exec", "--", "/bin/httpd", "-f", "-p", "80", "-h", "/www")  # -h is httpd's
     b("set-user", "www")
     b("set-group", "www")
     b("set-supp-groups", "10", "20")
@@ -84,7 +84,7 @@ def test_set_commands(b: Build) -> None:
     b("set-event-handler", "pre-start", "--", "/bin/prep2")  # replaced
     assert b.manifest["name"] == "example.com/web"
     app = b.app
-    assert app["exec"] == ["/bin/httpd", "-f", "-p", "80"]
+    assert app["exec"] == ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
     assert (app["user"], app["group"]) == ("www", "www")
     assert app["supplementaryGIDs"] == [10, 20]
     assert app["workingDirectory"] == "/srv"
