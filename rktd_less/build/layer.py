@@ -43,10 +43,19 @@ MOUNT_POINTS = {"dev": 0o755, "proc": 0o555, "sys": 0o555, "run": 0o755, "tmp": 
 
 def find_below(lowers: Sequence[Path], rel: str) -> os.stat_result | None:
     """The entry at ``rel`` as the image shows it below the step: the first lower layer
-    that has it (the layers are top-most first)."""
+    that has it (the layers are top-most first). A layer whose path to it goes through a
+    symlink does not count: the image's symlinks are never followed on the machine."""
+    parts = rel.split("/")
     for layer in lowers:
-        with contextlib.suppress(OSError):
-            return os.lstat(layer / rel)
+        cur = layer
+        try:
+            for part in parts[:-1]:
+                cur = cur / part
+                if not stat.S_ISDIR(os.lstat(cur).st_mode):
+                    raise NotADirectoryError
+            return os.lstat(cur / parts[-1])
+        except OSError:
+            continue
     return None
 
 
@@ -138,7 +147,7 @@ def merge(upper: Path, own: Path, deps: Sequence[Path]) -> list[str]:
                 if opaque:
                     below = find_below(deps, r)
                     if below is not None and stat.S_ISDIR(below.st_mode) and any(
-                            _listing(d / r) - set(os.listdir(u)) for d in deps):
+                            _listing(d, r) - set(os.listdir(u)) for d in deps):
                         kept.append(r + "/")
                 created = not os.path.lexists(o)
                 if created:
@@ -164,9 +173,13 @@ def _same_dir(st: os.stat_result, below: os.stat_result | None) -> bool:
         st.st_mode, st.st_uid, st.st_gid) == (below.st_mode, below.st_uid, below.st_gid)
 
 
-def _listing(d: Path) -> set[str]:
+def _listing(layer: Path, rel: str) -> set[str]:
+    """The names in directory ``rel`` of one layer (none through a symlink)."""
+    st = find_below([layer], rel)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return set()
     try:
-        return set(os.listdir(d)) if d.is_dir() and not d.is_symlink() else set()
+        return set(os.listdir(layer / rel))
     except OSError:
         return set()
 

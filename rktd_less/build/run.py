@@ -34,9 +34,13 @@ from .layer import clear, make_scaffold, merge
 ENGINES = ("systemd-nspawn",)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RESOLV_CONF = Path("/etc/resolv.conf")
-# $1 the overlay's options, $2 where; the rest is nspawn's argv (never interpreted by sh).
-# A failed mount is status 125 (as podman's own errors), so as not to pass for the command's.
-MOUNT_AND_EXEC = ('mount -t overlay -o "$1" overlay "$2" || exit 125; shift 2; exec "$@"')
+# $1 the overlay's options, $2 where, $3 "yes" for a tmpfs on /run; the rest is nspawn's argv
+# (never interpreted by sh). A failed mount is status 125 (as podman's own errors), so as not
+# to pass for the command's.
+MOUNT_AND_EXEC = ('mount -t overlay -o "$1" overlay "$2" || exit 125; '
+                  'if [ "$3" = yes ]; then '
+                  'mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || exit 125; fi; '
+                  'shift 3; exec "$@"')
 SHOWN = 10  # deletions named one by one before "and N more"
 
 
@@ -92,12 +96,16 @@ def nspawn_argv(step: Step, target: Path, machine: str) -> list[str]:
     return [*argv, "--", *step.argv]
 
 
-def step_argv(options: str, target: Path, nspawn: Sequence[str]) -> list[str]:
-    """unshare + sh: the overlay mounted in the step's own mount namespace, then nspawn."""
+def step_argv(options: str, target: Path, nspawn: Sequence[str], *,
+              private_run: bool) -> list[str]:
+    """unshare + sh: the overlay mounted in the step's own mount namespace, then nspawn.
+    ``private_run``: a tmpfs on /run there too, where no systemd runs (/run may then be a
+    directory on disk, and nspawn's files under /run/systemd/nspawn would stay on it)."""
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
     nspawn_path = shutil.which(nspawn[0]) or f"/usr/bin/{nspawn[0]}"
     return [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-            MOUNT_AND_EXEC, "acbuild-run", options, str(target), nspawn_path, *nspawn[1:]]
+            MOUNT_AND_EXEC, "acbuild-run", options, str(target),
+            "yes" if private_run else "no", nspawn_path, *nspawn[1:]]
 
 
 def step_env(debug: bool) -> dict[str, str]:
@@ -133,7 +141,9 @@ def run_step(ctx: Context, step: Step, deps: Sequence[Path],
         lowers = [ctx.rootfs, *deps]
         make_scaffold(scaffold, lowers, RESOLV_CONF)
         argv = step_argv(overlay_options([scaffold, *lowers], upper, work), target,
-                         nspawn_argv(step, target, unit.removesuffix(".service")[:64]))
+                         nspawn_argv(step, target, unit.removesuffix(".service")[:64]),
+                         # a tmpfs on /run would hide a build below /run
+                         private_run=not use_unit and not target.is_relative_to("/run"))
         env = step_env(step.debug)
         if use_unit:
             code = asyncio.run(_in_unit(unit, argv, env, str(ctx.work)))

@@ -136,7 +136,7 @@ def test_run_layers_dependencies_in_appc_order_and_keeps_only_the_step(
     assert cp.stdout == Path("/etc/resolv.conf").read_text()
     # the step is a unit of systemd's while it runs
     step = subprocess.Popen([str(tools / "acbuild"), "run", "--", "sleep", "3"], cwd=w,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def listed() -> str:
         return subprocess.run(["systemctl", "list-units", "--no-legend", "acbuild-run-*"],
