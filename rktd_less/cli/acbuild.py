@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import APPC_VERSION, __version__
 from ..appc.manifest import ImageManifest, dumps
+from ..appc.types import NameValue
 from ..build import edit
 from ..build.context import Context
 from ..errors import Absent, RktError, UsageError
@@ -37,7 +38,8 @@ Commands:
   set-group GROUP               set-supp-groups [GID...]       set-working-directory DIR
   set-event-handler pre-start|post-stop -- CMD [ARGS]
   label|annotation|environment add NAME VALUE | rm NAME
-  dependency add NAME [--image-id ID] [--label K=V] [--size N] | rm NAME
+  dependency add NAME|ACI [--image-id ID] [--label K=V] [--size N] | rm NAME
+                                (fetched and verified at once; ACI: a file, ./ or /)
   mount add NAME PATH [--read-only] | rm NAME|PATH
   port add NAME PROTOCOL PORT [--count N] [--socket-activated] | rm NAME|PORT
   isolator add NAME JSON_FILE | rm NAME
@@ -126,17 +128,31 @@ def _event_handler(m: ImageManifest, call: Call) -> ImageManifest:
 
 
 def _dep_add(m: ImageManifest, call: Call) -> ImageManifest:
-    size = call.opts["size"]
-    if not str(size).isdigit():
-        raise UsageError(f'invalid size "{size}": a number of bytes')
-    m = edit.dep_add(m, call.args[0], image_id=call.opts["image-id"],
-                     labels=edit.parse_dep_labels(call.opts["label"]), size=int(size))
-    # fetched (and verified) now: a dependency that cannot be had is refused at once
+    """The dependency is had at once (fetched and verified, or found in the store): one that
+    cannot be had is refused. NAME may be an ACI file (a path, as ``begin`` takes one): it is
+    verified (its NAME.asc) and stored, and the dependency names the image by name and ID."""
     from ..build.deps import fetch_dependency
     from ..store import Store
 
+    size = call.opts["size"]
+    if not str(size).isdigit():
+        raise UsageError(f'invalid size "{size}": a number of bytes')
+    target, image_id = call.args[0], call.opts["image-id"]
+    labels = edit.parse_dep_labels(call.opts["label"])
     rkt = _rkt_context(call.g)
-    fetch_dependency(Store(rkt.paths), rkt.fetch_settings("new"), m.dependencies[-1], m.name)
+    store, settings = Store(rkt.paths), rkt.fetch_settings("new")
+    if target.startswith((".", "/")):
+        from ..fetch.resolve import resolve_image
+
+        # a path, whatever it looks like (".base.aci" is a file, not an image name)
+        key = resolve_image(store, target if "/" in target else "./" + target, settings)
+        stored = store.manifest(key)
+        target, image_id = stored.name, key
+        version = stored.label("version")
+        if version is not None and not any(lb.name == "version" for lb in labels):
+            labels = (*labels, NameValue("version", version))
+    m = edit.dep_add(m, target, image_id=image_id, labels=labels, size=int(size))
+    fetch_dependency(store, settings, m.dependencies[-1], m.name)
     return m
 
 

@@ -207,6 +207,28 @@ def test_run_stdio_environment_working_dir_and_refusals(env: Rkt, tools: Path,
     no_leftovers()
 
 
+def test_run_on_the_callers_terminal(env: Rkt, tools: Path, rootfs: Path) -> None:
+    """On a terminal the step is interactive (nspawn --console=interactive): a shell to
+    look around in the image being built, its exit status acbuild's."""
+    from tests.integration.test_interactive import Terminal
+
+    w = workdir(env, "tty")
+    sh(tools, f"acbuild begin {rootfs}", w)
+    t = Terminal([str(tools / "acbuild"), f"--work-path={w}", "run", "--", "/bin/sh", "-i"])
+    try:
+        t.expect(b"# ")
+        t.send(b"echo typed-$((6*7)) > /typed; cat /typed; tty\n")
+        t.expect(b"typed-42")
+        t.expect(b"/dev/pts/")
+        t.send(b"exit 4\n")
+        assert t.wait() == 4
+    finally:
+        t.close()
+    assert "typed" not in own_layer(w)  # a failed step: nothing of it in the build
+    sh(tools, "acbuild end", w)
+    no_leftovers()
+
+
 # --- the seed's script, published and run by name --------------------------------------------
 SITE = """set -e
 # the documented publishing layout (docs/acbuild.md): a static HTTPS site

@@ -179,6 +179,30 @@ def test_dependencies(b: Build, tmp_path: Path) -> None:
     assert b.manifest == before
 
 
+def test_a_dependency_from_a_local_aci_file(b: Build, tmp_path: Path) -> None:
+    """acbuild #227: ``dep add ./base.aci``. The file is verified like any image (its .asc,
+    or --insecure-options=image), stored, and named by its name, version and ID."""
+    store = ["--dir", str(tmp_path / "rkt")]
+    other = Build(tmp_path / "w2", b.capsys)
+    (tmp_path / "w2").mkdir()
+    other("begin")
+    other("set-name", "example.com/local")
+    other("label", "add", "version", "3.0")
+    aci = tmp_path / "local.aci"
+    other("write", str(aci))
+    other("end")
+    before = b.manifest
+    _out, err = b(*store, "dep", "add", str(aci), code=1)
+    assert "signature" in err and len(err.splitlines()) == 1, err
+    assert b.manifest == before
+    b(*store, "--insecure-options=image", "dep", "add", str(aci))
+    dep = b.manifest["dependencies"][-1]
+    assert dep["imageName"] == "example.com/local"
+    assert dep["labels"] == [{"name": "version", "value": "3.0"}]
+    assert dep["imageID"].startswith("sha512-") and len(dep["imageID"]) == 7 + 64
+    b(*store, "dep", "add", str(tmp_path / "nope.aci"), code=1)
+
+
 def test_mounts_and_ports(b: Build) -> None:
     b("mount", "add", "html", "/www", "--read-only")
     b("volume", "add", "data", "/data")
