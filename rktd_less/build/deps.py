@@ -48,6 +48,9 @@ def dependency_trees(store: Store, settings: FetchSettings,
     from ..paths import Paths
     from ..pod.refs import prepare_lock
 
+    if not m.dependencies:  # nothing of rkt's store is touched (or made)
+        yield []
+        return
     keys = [fetch_dependency(store, settings, d, m.name) for d in m.dependencies]
     paths: Paths = store.paths
     with prepare_lock(paths, exclusive=False):

@@ -189,7 +189,10 @@ def sign_detached(data: Path, out: Path, key_id: str) -> None:
                          hint="install GnuPG (Debian: apt-get install gpg)") from e
     g.encoding = "utf-8"
     with open(data, "rb") as f:
-        res = g.sign_file(f, keyid=key_id, detach=True, binary=False, output=os.fspath(out))
+        # --local-user, not python-gnupg's keyid= (--default-key): gpg falls back to another
+        # secret key when the default one is missing, and would sign with a key not asked for
+        res = g.sign_file(f, detach=True, binary=False, output=os.fspath(out),
+                          extra_args=["--local-user", key_id])
     if res and out.is_file() and out.stat().st_size:
         return
     out.unlink(missing_ok=True)

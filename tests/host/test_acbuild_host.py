@@ -15,9 +15,10 @@ from tests.integration.rktenv import Rkt
 ACBUILD = str(Path(sys.executable).parent / "acbuild")
 
 
-def acbuild(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ACBUILD, *args], cwd=work, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)
+def acbuild(env: Rkt, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ACBUILD, f"--dir={env.data}", *args], cwd=work,
+                          capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
 
 
 def test_acbuild_run_without_systemd_leaves_nothing(env: Rkt) -> None:
@@ -27,15 +28,16 @@ def test_acbuild_run_without_systemd_leaves_nothing(env: Rkt) -> None:
     (rootfs / "bin" / "sh").symlink_to("busybox")
     work = env.work / "build"
     work.mkdir()
-    assert acbuild(work, "begin", str(rootfs)).returncode == 0
+    assert acbuild(env, work, "begin", str(rootfs)).returncode == 0
     before = Snapshot.take()
-    cp = acbuild(work, "run", "--", "/bin/sh", "-c", "echo made > /made; echo out")
+    cp = acbuild(env, work, "run", "--", "/bin/sh", "-c", "echo made > /made; echo out")
     assert (cp.returncode, cp.stdout, cp.stderr) == (0, "out\n", "")
-    cp = acbuild(work, "run", "--", "/bin/sh", "-c", "echo no > /no; exit 5")
+    cp = acbuild(env, work, "run", "--", "/bin/sh", "-c", "echo no > /no; exit 5")
     assert (cp.returncode, cp.stderr) == (5, "")
     problems = differences(before, Snapshot.take(), "acbuild-run-")
     assert not problems, "left on the host:\n" + "\n".join(problems)
     own = work / ".acbuild" / "currentaci" / "rootfs"
     assert sorted(p.name for p in own.iterdir()) == ["bin", "made"]
     assert (own / "made").read_text() == "made\n"
-    assert acbuild(work, "end").returncode == 0
+    assert not (env.data / "locks").exists()  # no dependencies: rkt's store untouched
+    assert acbuild(env, work, "end").returncode == 0

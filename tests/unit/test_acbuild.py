@@ -310,6 +310,34 @@ def test_write(b: Build, tmp_path: Path) -> None:
     b("write", str(tmp_path / "no" / "dir.aci"), code=1)
 
 
+def test_write_sign(b: Build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sign KEYID: ACI.asc by gpg from the caller's GnuPG home, checked here by gpg itself;
+    an unknown key refuses the write whole; a write over a signed ACI without --sign removes
+    the signature it would no longer match."""
+    import subprocess
+
+    from tests.helpers.gpg import session_keys
+
+    key = session_keys().alice
+    monkeypatch.setenv("GNUPGHOME", str(key.home))
+    b("set-name", "example.com/web")
+    b("set-exec", "--", "/bin/true")
+    out = tmp_path / "web.aci"
+    # a key the home lacks: refused (gpg's --default-key would have signed with another)
+    _, err = b("write", "--sign", "0123456789ABCDEF", str(out), code=1)
+    assert err.startswith('write: cannot sign with key "0123456789ABCDEF": ') and \
+        len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # nothing half-written
+    b("write", "--sign", key.fingerprint, str(out))
+    asc = tmp_path / "web.aci.asc"
+    assert asc.read_text().startswith("-----BEGIN PGP SIGNATURE-----")
+    check = subprocess.run(["gpg", "--homedir", str(key.home), "--status-fd", "1", "--verify",
+                            str(asc), str(out)], capture_output=True, text=True)
+    assert check.returncode == 0 and f"VALIDSIG {key.fingerprint.upper()}" in check.stdout
+    _, err = b("write", "--overwrite", str(out))
+    assert not asc.exists() and f'removed "{asc}"' in err
+
+
 def test_begin_from_an_aci_a_directory_and_a_rootfs_tarball(b: Build, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]
                                                             ) -> None:
