@@ -56,6 +56,7 @@ def write(ctx: Context, dest: Path, *, overwrite: bool, sign: str = "",
         owner = ["--owner=0", "--group=0"] if ctx.rootless else []
         argv = ["tar", "-c", "-f", "-", "-C", str(ctx.current), "--sort=name",
                 "--numeric-owner", *owner, "--xattrs", "--xattrs-include=*",
+                "--xattrs-exclude=trusted.overlay.*",
                 "manifest", "rootfs"]
         with os.fdopen(fd, "wb") as raw, \
                 gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \

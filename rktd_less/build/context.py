@@ -1,5 +1,6 @@
 """The build context of acbuild: ``<work-path>/.acbuild/`` (reference acbuild.md §1).
 
+    .acbuild/                       mode 0700: the image's files are the caller's alone
     .acbuild/lock                   flock'd by every command (another acbuild here: refused)
     .acbuild/currentaci/manifest    the image manifest being built
     .acbuild/currentaci/rootfs/     the image's own files (its dependencies stay apart)
@@ -102,7 +103,9 @@ def begin(ctx: Context, fill: Callable[[Path], ImageManifest]) -> None:
     except OSError as e:
         raise BuildError(f'cannot create the build in "{ctx.work}": {e.strerror}') from None
     try:
-        os.chmod(tmp, 0o755)
+        # the caller's only: the image's files (setuid, capabilities, device nodes a step
+        # made) must not be reachable by other users of the machine through the build
+        os.chmod(tmp, 0o700)
         current = tmp / "currentaci"  # the context's layout, under a temporary name
         rootfs = current / "rootfs"
         rootfs.mkdir(parents=True, mode=0o755)

@@ -32,8 +32,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..store.tree import rmtree
+from .context import BuildError
 
 OVERLAY_XATTR = "trusted.overlay."
+MAX_DEPTH = 256  # directory levels a step may leave (the merge walks them recursively)
+MAX_PATH = 3800  # bytes of a path below the rootfs (PATH_MAX is 4096 with the build's own)
 OPAQUE = "trusted.overlay.opaque"
 # What systemd-nspawn (252) mounts over or makes when the image lacks it (a non-booting nspawn
 # refuses a tree without usr/; it makes root/ and var/), with the modes it gives them.
@@ -59,10 +62,11 @@ def find_below(lowers: Sequence[Path], rel: str) -> os.stat_result | None:
     return None
 
 
-def make_scaffold(scaffold: Path, lowers: Sequence[Path], resolv_conf: Path) -> None:
-    """The top lower layer: ``etc/resolv.conf`` (the host's, followed to its file, so that
-    the step resolves names as the host does whatever the image's own is) and the mount
-    points the image lacks. Directories the image has keep its owner and mode."""
+def make_scaffold(scaffold: Path, lowers: Sequence[Path]) -> bool:
+    """The top lower layer: the mount points the image lacks and, where the image's /etc is a
+    directory, an empty ``etc/resolv.conf`` for the host's to be bind-mounted on (read-only:
+    a step that writes to it fails rather than copying the host's file into the image).
+    Directories the image has keep its owner and mode. Whether the mount point is there."""
     scaffold.mkdir(mode=0o755)
     for name, mode in MOUNT_POINTS.items():
         if find_below(lowers, name) is None:
@@ -70,17 +74,29 @@ def make_scaffold(scaffold: Path, lowers: Sequence[Path], resolv_conf: Path) -> 
             os.chmod(scaffold / name, mode)
     etc = find_below(lowers, "etc")
     if etc is not None and not stat.S_ISDIR(etc.st_mode):
-        return  # an image whose /etc is not a directory: left as it is (no host DNS)
-    try:
-        data = resolv_conf.read_bytes()
-    except OSError:
-        return  # the host has none: neither has the step
+        return False  # an image whose /etc is not a directory: left as it is (no host DNS)
     (scaffold / "etc").mkdir(mode=0o755)
     if etc is not None:
         os.chown(scaffold / "etc", etc.st_uid, etc.st_gid)
         os.chmod(scaffold / "etc", stat.S_IMODE(etc.st_mode))
-    (scaffold / "etc" / "resolv.conf").write_bytes(data)
+    (scaffold / "etc" / "resolv.conf").write_bytes(b"")
     os.chmod(scaffold / "etc" / "resolv.conf", 0o644)
+    return True
+
+
+def check_upper(upper: Path) -> None:
+    """Refuse, before anything of it is merged, a step's tree the merge could not apply whole
+    (deeper or longer than it or the kernel can take): the build then stays as it was."""
+    stack = [("", 0)]
+    while stack:
+        rel, depth = stack.pop()
+        if depth > MAX_DEPTH or len(os.fsencode(rel)) > MAX_PATH:
+            raise BuildError(f'the step made "/{rel[:80]}...", too deep a tree to keep in an '
+                             "image", hint=f"at most {MAX_DEPTH} levels")
+        with os.scandir(upper / rel if rel else upper) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((f"{rel}/{e.name}" if rel else e.name, depth + 1))
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
@@ -185,6 +201,10 @@ def _listing(layer: Path, rel: str) -> set[str]:
 
 
 def clear(path: Path) -> None:
-    """Remove a step's directory (upper, work, scaffold), whatever overlayfs left in it."""
-    with contextlib.suppress(FileNotFoundError):
-        rmtree(path)
+    """Remove a step's directory (upper, work, scaffold), whatever overlayfs or the step left
+    in it, however deep (rm works without recursion; Python's rmtree does not)."""
+    if os.path.lexists(path):
+        from ..host import proc
+
+        proc.run(["rm", "-rf", "--one-file-system", "--", str(path)],
+                 what=f'removing "{path}"', error=BuildError)

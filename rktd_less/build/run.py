@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import SystemdError
 from .context import BuildError, Context
-from .layer import clear, make_scaffold, merge
+from .layer import check_upper, clear, make_scaffold, merge
 
 ENGINES = ("systemd-nspawn",)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -72,24 +72,37 @@ def unit_for(ctx: Context) -> str:
     return f"acbuild-run-{digest}.service"
 
 
+UNSAFE_IN_OPTIONS = (",", ":", '"', "\\")
+
+
 def overlay_options(lowers: Sequence[Path], upper: Path, work: Path) -> str:
     """overlayfs options: ``lowers`` top-most first. No metacopy (an upper file would hold
     only metadata, its data left in a lower layer) and no redirect_dir (a renamed directory
-    would be a pointer to a lower one): every change is whole in the upper directory."""
-    from ..host.mount import _escape
+    would be a pointer to a lower one): every change is whole in the upper directory.
+    mount(8) has no escape for "," (it splits the options on it), so a path with one of
+    ``UNSAFE_IN_OPTIONS`` is refused rather than changing the options."""
+    for p in (*lowers, upper, work):
+        bad = next((c for c in UNSAFE_IN_OPTIONS if c in str(p)), None)
+        if bad is not None:
+            raise BuildError(f'acbuild run cannot use "{p}": overlayfs options cannot hold a '
+                             f'path with "{bad}"', hint="use a work path (and rkt --dir) "
+                             "without , : \" or \\")
+    return (f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={upper},workdir={work}"
+            ",redirect_dir=off,index=off,metacopy=off")
 
-    return ("lowerdir=" + ":".join(_escape(str(p)) for p in lowers)
-            + f",upperdir={_escape(str(upper))},workdir={_escape(str(work))}"
-            + ",redirect_dir=off,index=off,metacopy=off")
 
-
-def nspawn_argv(step: Step, target: Path, machine: str) -> list[str]:
+def nspawn_argv(step: Step, target: Path, machine: str, resolv_conf: Path | None) -> list[str]:
+    """``resolv_conf``: the host's, bind-mounted read-only on the scaffold's mount point.
+    CAP_LINUX_IMMUTABLE is dropped: an immutable file (chattr +i) could not be merged."""
     env = dict(step.env)
     env.setdefault("PATH", PATH)
     argv = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit",
             f"--machine={machine}", "-D", str(target), "--link-journal=no",
             "--resolv-conf=off", "--timezone=off", "--as-pid2",
+            "--drop-capability=CAP_LINUX_IMMUTABLE",
             "--console=" + ("interactive" if step.interactive else "pipe")]
+    if resolv_conf is not None:
+        argv.append(f"--bind-ro={resolv_conf}:/etc/resolv.conf")
     if step.working_dir:
         argv.append(f"--chdir={step.working_dir}")
     argv += [f"--setenv={k}={v}" for k, v in env.items()]
@@ -139,11 +152,18 @@ def run_step(ctx: Context, step: Step, deps: Sequence[Path],
         for d in (upper, work, target):
             d.mkdir(mode=0o755)
         lowers = [ctx.rootfs, *deps]
-        make_scaffold(scaffold, lowers, RESOLV_CONF)
+        resolv: Path | None = root / "resolv.conf"
+        try:
+            (root / "resolv.conf").write_bytes(RESOLV_CONF.read_bytes())  # the host's, now
+        except OSError:
+            resolv = None  # the host has none: neither has the step
+        if not make_scaffold(scaffold, lowers):
+            resolv = None
         argv = step_argv(overlay_options([scaffold, *lowers], upper, work), target,
-                         nspawn_argv(step, target, unit.removesuffix(".service")[:64]),
+                         nspawn_argv(step, target, unit.removesuffix(".service")[:64], resolv),
                          # a tmpfs on /run would hide a build below /run
-                         private_run=not use_unit and not target.is_relative_to("/run"))
+                         private_run=not use_unit
+                         and not Path(os.path.realpath(target)).is_relative_to("/run"))
         env = step_env(step.debug)
         if use_unit:
             code = asyncio.run(_in_unit(unit, argv, env, str(ctx.work)))
@@ -152,6 +172,7 @@ def run_step(ctx: Context, step: Step, deps: Sequence[Path],
 
             code = proc.run_passthrough(argv, env=proc.clean_env(env))
         if code == 0:
+            check_upper(upper)
             kept = merge(upper, ctx.rootfs, deps)
             if kept:
                 named = ", ".join(f'"/{k}"' for k in kept[:SHOWN])
@@ -214,6 +235,8 @@ async def _in_unit(unit: str, argv: Sequence[str], env: dict[str, str], cwd: str
     try:
         sys.stdout.flush()
         job = await sd.start_transient(unit, props, (0, 1, 2))
+        if signals:  # a signal came before the unit existed: its stop failed then
+            await _quietly(sd.stop_unit(unit))
         await sd.wait_job(job)
         st = await sd.wait_inactive(unit)
         if st is None:

@@ -123,8 +123,10 @@ def tar_extract_argv(blob: Path, dest: Path, members: str | Sequence[str], *,
     owner = (["--numeric-owner", "--same-owner", "--same-permissions"] if as_root
              else ["--no-same-owner", "--no-same-permissions"])
     names = [members] if isinstance(members, str) else list(members)
+    # overlayfs's own attributes (opaque, redirect, origin) would act when the tree is an
+    # overlay layer (a pod's, an acbuild step's): an image never sets them
     return ["tar", "-x", "-f", str(blob), "-C", str(dest), *owner, "--xattrs",
-            "--xattrs-include=*", *names]
+            "--xattrs-include=*", "--xattrs-exclude=trusted.overlay.*", *names]
 
 
 def rmtree(path: Path) -> None:

@@ -132,9 +132,15 @@ def test_run_layers_dependencies_in_appc_order_and_keeps_only_the_step(
     # the last dependency wins (acbuild put the first on top)
     cp = sh(tools, "acbuild run -- /bin/sh -c 'cat /etc/who /etc/only-b /etc/only-c'", w)
     assert (cp.stdout, cp.stderr) == ("C\nb\nc\n", "")
-    # the host's DNS during the step
+    # the host's DNS during the step, read-only: it cannot be copied into the image
     cp = sh(tools, "acbuild run -- cat /etc/resolv.conf", w)
     assert cp.stdout == Path("/etc/resolv.conf").read_text()
+    assert sh(tools, "acbuild run -- /bin/sh -c 'echo x >> /etc/resolv.conf'", w,
+              check=False).returncode != 0
+    # a tree deeper than an image may hold: refused, nothing of it kept
+    cp = sh(tools, "acbuild run -- /bin/sh -c 'mkdir -p /deep/$(seq 300 | tr \"\\n\" /)'",
+            w, check=False)
+    assert cp.returncode == 1 and "too deep" in cp.stderr, cp.stderr
     # the step is a unit of systemd's while it runs
     step = subprocess.Popen([str(tools / "acbuild"), "run", "--", "sleep", "3"], cwd=w,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

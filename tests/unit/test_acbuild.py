@@ -58,6 +58,8 @@ def pairs(items: list[dict[str, str]]) -> list[tuple[str, str]]:
 
 
 def test_begin_gives_a_skeleton_and_end_removes_it(b: Build) -> None:
+    # the caller's alone: an image's setuid files or device nodes are not other users' way in
+    assert (b.work / ".acbuild").stat().st_mode & 0o777 == 0o700
     m = b.manifest
     assert m["acKind"] == "ImageManifest" and m["name"] == "acbuild-unnamed"
     assert pairs(m["labels"]) == [("arch", "amd64"), ("os", "linux")]

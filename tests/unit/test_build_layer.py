@@ -7,7 +7,17 @@ import os
 import stat
 from pathlib import Path
 
-from rktd_less.build.layer import MOUNT_POINTS, find_below, make_scaffold, merge
+import pytest
+
+from rktd_less.build.context import BuildError
+from rktd_less.build.layer import (
+    MAX_DEPTH,
+    MOUNT_POINTS,
+    check_upper,
+    find_below,
+    make_scaffold,
+    merge,
+)
 
 
 def files(root: Path) -> dict[str, str]:
@@ -90,25 +100,34 @@ def test_find_below_takes_the_top_layer_and_never_follows_a_symlinked_parent(
     assert find_below([top, low], "nope") is None
 
 
-def test_scaffold_gives_dns_and_only_the_missing_mount_points(tmp_path: Path) -> None:
+def test_scaffold_gives_a_dns_mount_point_and_only_the_missing_mount_points(
+        tmp_path: Path) -> None:
     image = tmp_path / "image"
     (image / "etc").mkdir(parents=True)
     os.chmod(image / "etc", 0o711)
     (image / "usr").mkdir()
     (image / "tmp").mkdir()
-    resolv = put(tmp_path, "resolv.conf", "nameserver 127.0.0.53\n")
     scaffold = tmp_path / "scaffold"
-    make_scaffold(scaffold, [image], resolv)
+    assert make_scaffold(scaffold, [image])
     assert sorted(p.name for p in scaffold.iterdir()) == sorted(
         {*MOUNT_POINTS, "etc"} - {"usr", "tmp"})
     for name, mode in MOUNT_POINTS.items():
         if (scaffold / name).exists():
             assert stat.S_IMODE(os.lstat(scaffold / name).st_mode) == mode, name
-    assert (scaffold / "etc" / "resolv.conf").read_text() == "nameserver 127.0.0.53\n"
+    assert (scaffold / "etc" / "resolv.conf").read_bytes() == b""  # the host's goes on it
     assert stat.S_IMODE(os.lstat(scaffold / "etc").st_mode) == 0o711  # the image's /etc
 
     odd = tmp_path / "odd"  # /etc a symlink: left alone (no DNS rather than a changed /etc)
     odd.mkdir()
     (odd / "etc").symlink_to("usr/etc")
-    make_scaffold(tmp_path / "scaffold2", [odd], resolv)
+    assert not make_scaffold(tmp_path / "scaffold2", [odd])
     assert not (tmp_path / "scaffold2" / "etc").exists()
+
+
+def test_a_tree_too_deep_to_merge_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    upper = tmp_path / "upper"
+    deep = upper / "/".join(["d"] * (MAX_DEPTH + 2))
+    deep.mkdir(parents=True)
+    with pytest.raises(BuildError, match="too deep"):
+        check_upper(upper)
+    check_upper(tmp_path / "upper" / "d" / "d")  # a shallower one is fine

@@ -227,9 +227,28 @@ def test_remove_tree_and_tree_id_checks(store: Store, tmp_path: Path) -> None:
 def test_tar_argv() -> None:
     argv = tar_extract_argv(Path("/b"), Path("/d"), "rootfs", as_root=True)
     assert argv == ["tar", "-x", "-f", "/b", "-C", "/d", "--numeric-owner", "--same-owner",
-                    "--same-permissions", "--xattrs", "--xattrs-include=*", "rootfs"]
+                    "--same-permissions", "--xattrs", "--xattrs-include=*",
+                    "--xattrs-exclude=trusted.overlay.*", "rootfs"]
     assert "--no-same-owner" in tar_extract_argv(Path("/b"), Path("/d"), "./rootfs",
                                                  as_root=False)
+
+
+def test_extraction_keeps_xattrs_but_overlayfs_own(tmp_path: Path) -> None:
+    """An image's trusted.overlay.* (opaque, redirect) would act in a pod's or an acbuild
+    step's overlay, where the tree is a layer: GNU tar leaves them out, keeps the rest."""
+    import subprocess
+
+    src = tmp_path / "src" / "rootfs"
+    (src / "d").mkdir(parents=True)
+    os.setxattr(src / "d", "trusted.overlay.opaque", b"y")
+    os.setxattr(src / "d", "user.kept", b"1")
+    blob = tmp_path / "image.tar"
+    subprocess.run(["tar", "-c", "-f", str(blob), "-C", str(src.parent), "--xattrs",
+                    "--xattrs-include=*", "rootfs"], check=True)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    subprocess.run(tar_extract_argv(blob, dest, "rootfs", as_root=True), check=True)
+    assert os.listxattr(dest / "rootfs" / "d") == ["user.kept"]
 
 
 def _render_in_child(data_dir: str, key: str, barrier: Any, log: str) -> None:
