@@ -236,6 +236,52 @@ def test_run_on_the_callers_terminal(env: Rkt, tools: Path, rootfs: Path) -> Non
     no_leftovers()
 
 
+def test_without_root_every_command_but_run(tools: Path) -> None:
+    """As nobody: a whole build works and every file of the image is root's once written; a
+    tarball with other users' files is refused (it would lose them); run says what it needs."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="acbuild-nonroot-", dir="/var/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        w = base / "w"
+        w.mkdir()
+        (w / "f").write_text("file\n")
+        with tarfile.open(w / "others.tar", "w") as tar:
+            info = tarfile.TarInfo("etc/x")
+            info.uid = info.gid = 1000
+            tar.addfile(info)
+        os.chown(w, 65534, 65534)
+        os.chown(w / "f", 65534, 65534)
+        # the real acbuild (the module's wrapper lives where nobody may not enter)
+        nobody = ("setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/nonexistent "
+                  f"{BIN / 'acbuild'}")
+        cp = sh(tools, f"""set -e
+            {nobody} begin
+            for c in "set-name example.com/nr" "label add version 1" "environment add A b" \
+                     "port add http tcp 80" "mount add data /data" "copy f /etc/f" \
+                     "set-exec -- /bin/true"; do {nobody} $c; done
+            {nobody} write nr.aci
+            {nobody} end""", w)
+        assert "not running as root" in cp.stderr
+        with tarfile.open(w / "nr.aci") as tar:
+            members = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+            m = json.loads(tar.extractfile("manifest").read())  # type: ignore[union-attr]
+        assert members["rootfs/etc/f"] == (0, 0) and set(members.values()) == {(0, 0)}
+        assert m["name"] == "example.com/nr" and m["app"]["exec"] == ["/bin/true"]
+        cp = sh(tools, f"{nobody} begin ./others.tar", w, check=False)
+        assert cp.returncode == 1 and "owned by users other than root" in cp.stderr
+        sh(tools, f"{nobody} begin", w)
+        cp = sh(tools, f"{nobody} run -- true", w, check=False)
+        assert cp.returncode == 1 and "needs root" in cp.stderr
+        assert sh(tools, f"{nobody} dep rm x", w, check=False).returncode == 2
+        sh(tools, f"{nobody} end", w)
+        assert sorted(p.name for p in w.iterdir()) == ["f", "nr.aci", "others.tar"]
+    finally:
+        shutil.rmtree(base)
+
+
 # --- the seed's script, published and run by name --------------------------------------------
 SITE = """set -e
 # the documented publishing layout (docs/acbuild.md): a static HTTPS site
