@@ -181,6 +181,7 @@ def merge(upper: Path, own: Path, deps: Sequence[Path]) -> list[str]:
             _drop_overlay_xattrs(o)
 
     walk("")
+    _copy_dir_meta(upper, own, os.lstat(upper))  # "/" itself (begun as the build's own)
     return sorted(kept)
 
 

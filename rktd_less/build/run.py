@@ -151,6 +151,9 @@ def run_step(ctx: Context, step: Step, deps: Sequence[Path],
                                                              "scaffold"))
         for d in (upper, work, target):
             d.mkdir(mode=0o755)
+        own = os.lstat(ctx.rootfs)  # the overlay's "/" is the upper directory: as the image's
+        os.chown(upper, own.st_uid, own.st_gid)
+        os.chmod(upper, own.st_mode & 0o7777)
         lowers = [ctx.rootfs, *deps]
         resolv: Path | None = root / "resolv.conf"
         try:

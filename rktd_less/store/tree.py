@@ -130,9 +130,16 @@ def tar_extract_argv(blob: Path, dest: Path, members: str | Sequence[str], *,
 
 
 def rmtree(path: Path) -> None:
-    def retry(func: Callable[..., Any], p: str, _exc: object) -> None:
-        # A read-only directory in an image blocks removal of its entries for non-root.
-        parent = os.path.dirname(p)
+    top = os.path.abspath(path)
+
+    def retry(func: Callable[..., Any], p: str, exc: object) -> None:
+        # A read-only directory in an image blocks removal of its entries for non-root: made
+        # writable, if it is one being removed (never the tree's parent), and tried again.
+        parent = os.path.dirname(os.path.abspath(p))
+        if func not in (os.unlink, os.rmdir) or not (parent == top or parent.startswith(
+                top + os.sep)):
+            err = exc[1] if isinstance(exc, tuple) else exc  # onerror gives sys.exc_info()
+            raise err if isinstance(err, BaseException) else OSError(f"cannot remove {p}")
         os.chmod(parent, 0o700)
         func(p)
 

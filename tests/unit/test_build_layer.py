@@ -74,7 +74,9 @@ def test_merge_applies_the_step_and_reports_what_it_cannot_delete(tmp_path: Path
     os.setxattr(f, "trusted.overlay.origin", b"\x00")
     os.setxattr(f, "user.kept", b"1")
 
+    os.chmod(upper, 0o711)  # the step's chmod of "/"
     kept = merge(upper, own, [dep])
+    assert stat.S_IMODE(os.lstat(own).st_mode) == 0o711
 
     assert kept == ["etc/os-release", "opt/x/", "usr/lib/gone"]
     assert files(own) == {"etc": "dir", "etc/keep": "keep", "lnk": "dir", "lnk/z": "z",
