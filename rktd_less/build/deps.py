@@ -45,13 +45,11 @@ def dependency_trees(store: Store, settings: FetchSettings,
     """The rendered tree (rootfs) of each of the build's dependencies, top-most first: the
     last dependency wins, as in appc's rendering. The store's trees are the cache between
     builds; they are held against ``rkt image gc`` (its prepare lock, shared) meanwhile."""
-    from ..paths import Paths
     from ..pod.refs import prepare_lock
 
     if not m.dependencies:  # nothing of rkt's store is touched (or made)
         yield []
         return
     keys = [fetch_dependency(store, settings, d, m.name) for d in m.dependencies]
-    paths: Paths = store.paths
-    with prepare_lock(paths, exclusive=False):
+    with prepare_lock(store.paths, exclusive=False):
         yield [store.tree_rootfs(store.render(k)) for k in reversed(keys)]

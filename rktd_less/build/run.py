@@ -155,15 +155,16 @@ def run_step(ctx: Context, step: Step, deps: Sequence[Path],
         os.chown(upper, own.st_uid, own.st_gid)
         os.chmod(upper, own.st_mode & 0o7777)
         lowers = [ctx.rootfs, *deps]
-        resolv: Path | None = root / "resolv.conf"
+        resolv = root / "resolv.conf"
         try:
-            (root / "resolv.conf").write_bytes(RESOLV_CONF.read_bytes())  # the host's, now
+            resolv.write_bytes(RESOLV_CONF.read_bytes())  # the host's, now
+            has_dns = True
         except OSError:
-            resolv = None  # the host has none: neither has the step
-        if not make_scaffold(scaffold, lowers):
-            resolv = None
+            has_dns = False  # the host has none: neither has the step
+        has_dns = make_scaffold(scaffold, lowers) and has_dns
         argv = step_argv(overlay_options([scaffold, *lowers], upper, work), target,
-                         nspawn_argv(step, target, unit.removesuffix(".service")[:64], resolv),
+                         nspawn_argv(step, target, unit.removesuffix(".service")[:64],
+                                     resolv if has_dns else None),
                          # a tmpfs on /run would hide a build below /run
                          private_run=not use_unit
                          and not Path(os.path.realpath(target)).is_relative_to("/run"))
@@ -202,7 +203,7 @@ async def _still_running(unit: str) -> bool:
 async def _in_unit(unit: str, argv: Sequence[str], env: dict[str, str], cwd: str) -> int:
     """Run ``argv`` as the transient service ``unit`` with our stdio; its exit status.
     SIGINT, SIGTERM, SIGHUP: the first stops the unit, the next kills it."""
-    from ..systemd.bus import Prop, Systemd
+    from ..systemd.bus import STDIO_FROM_CALLER, Prop, Systemd, exec_command
 
     props = [Prop("Description", "s", f"acbuild run in {cwd}"),
              Prop("Type", "s", "exec"),
@@ -211,14 +212,9 @@ async def _in_unit(unit: str, argv: Sequence[str], env: dict[str, str], cwd: str
              Prop("KillMode", "s", "mixed"),
              Prop("WorkingDirectory", "s", "/"),
              Prop("Environment", "as", [f"{k}={v}" for k, v in env.items()]),
-             # systemd expands $VAR in ExecStart= whatever the source: "$$" is a "$"
-             Prop("ExecStart", "a(sasb)", [[argv[0], [a.replace("$", "$$") for a in argv],
-                                            False]]),
+             Prop("ExecStart", "a(sasb)", exec_command(argv)),
              Prop("AddRef", "b", True),
-             # values are indexes into the message's unix_fds, not fd numbers
-             Prop("StandardInputFileDescriptor", "h", 0),
-             Prop("StandardOutputFileDescriptor", "h", 1),
-             Prop("StandardErrorFileDescriptor", "h", 2)]
+             *(Prop(*p) for p in STDIO_FROM_CALLER)]
     sd = await Systemd.connect()
     loop = asyncio.get_running_loop()
     signals = 0
@@ -248,7 +244,7 @@ async def _in_unit(unit: str, argv: Sequence[str], env: dict[str, str], cwd: str
         if st.exec_main_code == 0:  # never started: systemd says why in the journal
             raise BuildError(f"the step did not start ({st.result})",
                              hint=f"see `journalctl -u {unit}`")
-        return st.exec_main_status if st.exec_main_code == 1 else 128 + st.exec_main_status
+        return st.exit_status
     finally:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(s)

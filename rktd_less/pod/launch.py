@@ -97,6 +97,8 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
     ``notify``: the unit becomes active when the pod's apps are up, for a stage1 that says
     it reports that (READY=1). A foreground run waits for the end instead and uses
     ``Type=exec``: a pod that finishes before READY=1 would otherwise be a failed start."""
+    from ..systemd.bus import STDIO_FROM_CALLER, exec_command
+
     argv = [str(launch.entrypoint), *launch.args]
     s1 = launch.stage1_unit
     s1_env = next((list(v) for n, _s, v in s1.properties if n == "Environment"
@@ -109,18 +111,15 @@ def unit_properties(launch: Launch, *, description: str, add_ref: bool,
         ("WorkingDirectory", "s", str(launch.poddir)),
         ("Environment", "as", [*s1_env, *(f"{k}={v}" for k, v in launch.env)]),
         *(p for p in s1.properties if p[0] != "Environment"),
-        ("ExecStart", "a(sasb)", [[argv[0], argv, False]]),
+        ("ExecStart", "a(sasb)", exec_command(argv)),
     ]
     if launch.stop_post is not None:  # runs however the pod ended; its failure is logged only
-        post = str(launch.stop_post)
-        props.append(("ExecStopPost", "a(sasb)", [[post, stop_post_argv(launch), True]]))
+        props.append(("ExecStopPost", "a(sasb)",
+                      exec_command(stop_post_argv(launch), ignore_failure=True)))
     if add_ref:
         props.append(("AddRef", "b", True))
     if pass_stdio:
-        # Values are indexes into the message's unix_fds list, not fd numbers.
-        props += [("StandardInputFileDescriptor", "h", 0),
-                  ("StandardOutputFileDescriptor", "h", 1),
-                  ("StandardErrorFileDescriptor", "h", 2)]
+        props += STDIO_FROM_CALLER
     return props
 
 
@@ -141,8 +140,9 @@ def stop_post_properties(launch: Launch, owner: str) -> list[tuple[str, str, obj
     A companion unit bound to it runs the stage1's stop-post entrypoint as its ExecStop=
     once ``owner`` has stopped (BindsTo= stops it then; Before= orders that stop after
     ``owner``'s)."""
+    from ..systemd.bus import exec_command
+
     assert launch.stop_post is not None
-    post = str(launch.stop_post)
     s1_env = next((list(v) for n, _s, v in launch.stage1_unit.properties
                    if n == "Environment" and isinstance(v, list)), [])
     return [
@@ -154,7 +154,7 @@ def stop_post_properties(launch: Launch, owner: str) -> list[tuple[str, str, obj
         ("Environment", "as", [*s1_env, *(f"{k}={v}" for k, v in launch.env)]),
         ("BindsTo", "as", [owner]),
         ("Before", "as", [owner]),
-        ("ExecStop", "a(sasb)", [[post, stop_post_argv(launch), True]]),
+        ("ExecStop", "a(sasb)", exec_command(stop_post_argv(launch), ignore_failure=True)),
     ]
 
 
@@ -207,11 +207,6 @@ def exec_stage1(launch: Launch, lock_fd: int, debug: bool) -> None:
 
 
 TERMINATED = 128 + signal.SIGTERM  # as an app ended by a stop from outside
-
-
-def _exit_status(code: int, status: int) -> int:
-    # CLD_EXITED = 1; killed or dumped → 128 + signal, as a shell reports it
-    return status if code == 1 else 128 + status
 
 
 NUDGES = 60  # seconds of asking again while a stopped pod has not ended
@@ -335,7 +330,7 @@ def pod_status(poddir: Path, unit_status: UnitStatus | None, unit: str) -> int:
             raise SystemdError(f"unit {unit} disappeared before the pod's apps ended",
                                hint=f"see `journalctl -u {unit}`")
         return first_failure or 0
-    code = _exit_status(unit_status.exec_main_code, unit_status.exec_main_status)
+    code = unit_status.exit_status
     if code:
         return code
     # a pod that ended cleanly before an app had finished was stopped (terminated) early

@@ -90,6 +90,19 @@ class Prop:
     value: Any
 
 
+def exec_command(argv: Sequence[str], *, ignore_failure: bool = False) -> list[object]:
+    """A unit's ``ExecStart=``/``ExecStop*=`` value (``a(sasb)``) running ``argv`` as given:
+    systemd expands ``$VAR`` in the arguments however they were set, so ``$`` is doubled."""
+    return [[argv[0], [a.replace("$", "$$") for a in argv], ignore_failure]]
+
+
+# A transient unit's stdio are the caller's: the values index the message's unix_fds (0, 1, 2
+# passed), not fd numbers.
+STDIO_FROM_CALLER: tuple[tuple[str, str, int], ...] = (
+    ("StandardInputFileDescriptor", "h", 0), ("StandardOutputFileDescriptor", "h", 1),
+    ("StandardErrorFileDescriptor", "h", 2))
+
+
 @dataclass(frozen=True)
 class UnitStatus:
     active_state: str
@@ -105,6 +118,12 @@ class UnitStatus:
         until then; a unit whose main process never ran has MainPID 0)."""
         return self.active_state in ("inactive", "failed") and (
             self.exec_main_code != 0 or self.main_pid == 0)
+
+    @property
+    def exit_status(self) -> int:
+        """The main process's status as a shell reports it: its exit code, or 128 + the
+        signal that killed it (CLD_EXITED is 1)."""
+        return self.exec_main_status if self.exec_main_code == 1 else 128 + self.exec_main_status
 
 
 class Systemd:

@@ -62,14 +62,21 @@ def _env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 
 
-def _new_gpg(home: str) -> Any:
-    """``gnupg.GPG`` on python-gnupg 0.4.9 (Debian 12) and 0.5.x alike. ``env=`` exists from
-    0.5 on; 0.4.9 runs gpg with our environment, which ``--homedir`` and ``--no-autostart``
-    already keep away from the caller's GnuPG home and agents."""
+def _new_gpg(home: str, options: list[str] | None = None,
+             env: dict[str, str] | None = None) -> Any:
+    """``gnupg.GPG`` on python-gnupg 0.4.9 (Debian 12) and 0.5.x alike; TrustError when gpg
+    cannot run. ``env=`` exists from 0.5 on (default: :func:`_env`); 0.4.9 runs gpg with our
+    environment, which ``--homedir`` and ``--no-autostart`` already keep away from the
+    caller's GnuPG home and agents."""
     kwargs: dict[str, Any] = {}
     if "env" in inspect.signature(gnupg.GPG.__init__).parameters:
-        kwargs["env"] = _env()
-    g = gnupg.GPG(gnupghome=home, options=list(_OPTIONS), **kwargs)
+        kwargs["env"] = _env() if env is None else env
+    try:
+        g = gnupg.GPG(gnupghome=home, options=list(_OPTIONS if options is None else options),
+                      **kwargs)
+    except (OSError, ValueError) as e:
+        raise TrustError(f"cannot run gpg: {e}",
+                         hint="install GnuPG (Debian: apt-get install gpg)") from e
     g.encoding = "utf-8"  # 0.4.9 takes no encoding= either; the attribute is read per call
     return g
 
@@ -104,10 +111,9 @@ class TempKeyring:
         self._home = tempfile.mkdtemp(prefix="rkt-gpg-")
         try:
             self._gpg = _new_gpg(self._home)
-        except (OSError, ValueError) as e:
+        except TrustError:
             self._cleanup()
-            raise TrustError(f"cannot run gpg: {e}",
-                             hint="install GnuPG (Debian: apt-get install gpg)") from e
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -179,15 +185,7 @@ def sign_detached(data: Path, out: Path, key_id: str) -> None:
     rktd-less signs (``acbuild write --sign``). Unlike verification this uses the caller's
     keyring and environment on purpose: that is where their secret key and pinentry are."""
     home = os.environ.get("GNUPGHOME") or os.path.expanduser("~/.gnupg")
-    kwargs: dict[str, Any] = {}
-    if "env" in inspect.signature(gnupg.GPG.__init__).parameters:
-        kwargs["env"] = dict(os.environ)
-    try:
-        g = gnupg.GPG(gnupghome=home, options=["--no-auto-key-retrieve"], **kwargs)
-    except (OSError, ValueError) as e:
-        raise TrustError(f"cannot run gpg: {e}",
-                         hint="install GnuPG (Debian: apt-get install gpg)") from e
-    g.encoding = "utf-8"
+    g = _new_gpg(home, ["--no-auto-key-retrieve"], dict(os.environ))
     with open(data, "rb") as f:
         # --local-user, not python-gnupg's keyid= (--default-key): gpg falls back to another
         # secret key when the default one is missing, and would sign with a key not asked for

@@ -191,3 +191,11 @@ def test_a_lost_connection_is_reopened_and_matches_and_subscription_renewed(
 
     st = run(go())
     assert st is not None and st.exec_main_status == 7
+
+
+def test_exec_command_passes_arguments_as_given() -> None:
+    """systemd expands $VAR in ExecStart= arguments however set (D-Bus too): "$" is doubled;
+    the path is not an argument; % is not expanded over D-Bus and stays."""
+    assert sdbus.exec_command(["/bin/sh", "-c", "echo $HOME ${X} $$ 5%"]) == [
+        ["/bin/sh", ["/bin/sh", "-c", "echo $$HOME $${X} $$$$ 5%"], False]]
+    assert sdbus.exec_command(["/p"], ignore_failure=True) == [["/p", ["/p"], True]]
